@@ -1,0 +1,27 @@
+"""Field types and base schemas shared by every contract module."""
+
+from __future__ import annotations
+
+from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
+
+EMAIL = validate.Email(error="must be a valid email address")
+PHONE = validate.Regexp(r"^\+?[0-9 ()\-]{5,30}$", error="must be a phone number: digits, spaces, + ( ) -")
+
+
+def money(**kwargs) -> fields.Decimal:  # type: ignore[no-untyped-def]
+    """A decimal amount, carried as a string so no float ever touches money."""
+    return fields.Decimal(as_string=True, places=2, **kwargs)
+
+
+class EventPayload(Schema):
+    """Base of integration-event payloads: consumers ignore fields newer publishers add."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+
+class Request(Schema):
+    """Base of HTTP/RPC request bodies: unknown fields are an error naming the field."""
+
+    class Meta:
+        unknown = RAISE

@@ -1,0 +1,1 @@
+"""crm_customer: customer master data — profile, contacts, consent, credit rating, grading."""

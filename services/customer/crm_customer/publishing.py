@@ -1,0 +1,67 @@
+"""Customer domain events -> published integration events. The only place that translates."""
+
+from __future__ import annotations
+
+from crm_contracts import customer as contracts
+from crm_contracts.integration import IntegrationEvent, Translator, integration_event
+from crm_customer.domain import Customer
+
+translator = Translator(origin="customer")
+
+
+@translator.translates(Customer.Registered)
+def customer_registered(event: Customer.Registered) -> IntegrationEvent:
+    return integration_event(
+        contracts.CustomerRegisteredV1,
+        {
+            "customer_id": event.originator_id,
+            "name": event.name,
+            "email": event.email,
+            "phone": event.phone,
+            "company": event.company,
+            "source_channel": event.source_channel,
+        },
+        customer_id=event.originator_id,
+    )
+
+
+@translator.translates(Customer.ProfileChanged)
+def customer_profile_changed(event: Customer.ProfileChanged) -> IntegrationEvent:
+    return integration_event(
+        contracts.CustomerProfileChangedV1,
+        {"customer_id": event.originator_id, "changes": event.changes},
+        customer_id=event.originator_id,
+    )
+
+
+@translator.translates(Customer.ConsentRecorded)
+def customer_consent_changed(event: Customer.ConsentRecorded) -> IntegrationEvent:
+    return integration_event(
+        contracts.CustomerConsentChangedV1,
+        {
+            "customer_id": event.originator_id,
+            "channel": event.channel,
+            "granted": event.granted,
+            "source": event.source,
+            "at": event.at,
+        },
+        customer_id=event.originator_id,
+    )
+
+
+@translator.translates(Customer.CreditRatingChanged)
+def customer_credit_rating_changed(event: Customer.CreditRatingChanged) -> IntegrationEvent:
+    return integration_event(
+        contracts.CustomerCreditRatingChangedV1,
+        {"customer_id": event.originator_id, "rating": event.rating, "limit": event.limit, "reason": event.reason},
+        customer_id=event.originator_id,
+    )
+
+
+@translator.translates(Customer.Graded)
+def customer_graded(event: Customer.Graded) -> IntegrationEvent:
+    return integration_event(
+        contracts.CustomerGradedV1,
+        {"customer_id": event.originator_id, "grade": event.grade, "scores": event.scores, "reason": event.reason},
+        customer_id=event.originator_id,
+    )
