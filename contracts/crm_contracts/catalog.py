@@ -99,6 +99,6 @@ def load_all() -> Catalog:
     import crm_contracts
 
     for module in pkgutil.iter_modules(crm_contracts.__path__):
-        if module.name not in {"catalog", "export", "__main__"}:
+        if not module.ispkg and module.name not in {"catalog", "export", "__main__"}:
             importlib.import_module(f"crm_contracts.{module.name}")
     return catalog

@@ -6,7 +6,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from crm_contracts.catalog import catalog
 from crm_contracts.fields import EMAIL, PHONE, EventPayload, Request, money
-from crm_contracts.vocabulary import CONSENT_CHANNELS, CREDIT_RATINGS, CUSTOMER_GRADES, SOURCE_CHANNELS
+from crm_contracts.vocabulary.customer import CONSENT_CHANNELS, CREDIT_RATINGS, CUSTOMER_GRADES, SOURCE_CHANNELS
 
 ORIGIN = "customer"
 _ID = "3f2b8c1e-5d4a-4f6b-9c7d-2e1a0b9c8d7e"

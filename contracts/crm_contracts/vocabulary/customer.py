@@ -1,5 +1,5 @@
-"""Closed sets of values that are part of the public language. Pure constants: domains import them
-too, so a value accepted at the edge is exactly a value the domain knows."""
+"""Customer vocabulary."""
+
 
 SOURCE_CHANNELS = ("web", "email", "phone", "store", "event", "referral", "partner", "campaign", "import")
 CONSENT_CHANNELS = ("email", "phone", "sms", "post")
