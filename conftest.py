@@ -6,7 +6,11 @@ nameko runs on eventlet, so the process is monkey-patched first (STACK.md: witho
 fixtures can hang under plain pytest).
 """
 
-import eventlet
+import warnings
+
+warnings.filterwarnings("ignore", message=".*Eventlet is deprecated.*")
+
+import eventlet  # noqa: E402
 
 eventlet.monkey_patch()
 

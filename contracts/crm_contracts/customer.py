@@ -165,7 +165,9 @@ class CustomerSchema(Schema):
     phone = fields.String(allow_none=True)
     company = fields.String(allow_none=True)
     source_channel = fields.String(validate=validate.OneOf(SOURCE_CHANNELS))
-    consents = fields.Dict(keys=fields.String(validate=validate.OneOf(CONSENT_CHANNELS)), values=fields.Nested(ConsentSchema))
+    consents = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(CONSENT_CHANNELS)), values=fields.Nested(ConsentSchema)
+    )
     credit_rating = fields.String(allow_none=True)
     credit_limit = money(allow_none=True)
     grade = fields.String(allow_none=True, validate=validate.OneOf(CUSTOMER_GRADES))

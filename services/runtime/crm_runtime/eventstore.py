@@ -31,7 +31,7 @@ class CommandMetadata:
 
 
 _current_metadata: contextvars.ContextVar[CommandMetadata] = contextvars.ContextVar(
-    "crm_command_metadata", default=CommandMetadata()
+    "crm_command_metadata", default=CommandMetadata()  # noqa: B039 - frozen, immutable
 )
 
 
@@ -43,6 +43,11 @@ def command_metadata(correlation_id: str | None, causation_id: str | None = None
         yield
     finally:
         _current_metadata.reset(token)
+
+
+def use_metadata(metadata: CommandMetadata) -> None:
+    """Make `metadata` current for the rest of this (green) thread's work."""
+    _current_metadata.set(metadata)
 
 
 def current_metadata() -> CommandMetadata:

@@ -1,0 +1,84 @@
+"""The customer nameko service: RPC commands and queries, thin adapters over Customers."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from crm_contracts import customer as contracts
+from crm_customer.application import Customers
+from crm_customer.domain import Customer
+from crm_customer.publishing import translator
+from crm_runtime.nameko.dependencies import EventSourcedApplication
+from crm_runtime.nameko.rpc import rpc
+from crm_runtime.nameko.service import EventSourcedService
+
+_customer = contracts.CustomerSchema()
+
+
+def customer_view(customer: Customer) -> dict[str, Any]:
+    """A customer as the RPC answer: the contract's CustomerSchema, JSON-ready."""
+    return _customer.dump(
+        {
+            "id": customer.id,
+            "version": customer.version,
+            "name": customer.name,
+            "email": customer.email,
+            "phone": customer.phone,
+            "company": customer.company,
+            "source_channel": customer.source_channel,
+            "consents": customer.consents,
+            "credit_rating": customer.credit_rating,
+            "credit_limit": customer.credit_limit,
+            "grade": customer.grade,
+            "grade_scores": customer.grade_scores,
+            "registered_at": customer.created_on,
+            "modified_at": customer.modified_on,
+        }
+    )
+
+
+class CustomerService(EventSourcedService):
+    """Customer master data: register, change profile, consent, credit rating, grading."""
+
+    name = "customer"
+    translator = translator
+    application: Customers = EventSourcedApplication(Customers, translator)  # type: ignore[assignment]
+
+    @rpc
+    def register(self, payload: dict[str, Any]) -> dict[str, Any]:
+        fields = contracts.RegisterCustomerRequest().load(payload)
+        return customer_view(self.application.register(**fields))
+
+    @rpc
+    def get(self, customer_id: str) -> dict[str, Any]:
+        return customer_view(self.application.customer(UUID(customer_id)))
+
+    @rpc
+    def change_profile(self, customer_id: str, payload: dict[str, Any], expected_version: int | None) -> dict[str, Any]:
+        changes = contracts.ChangeProfileRequest().load(payload)
+        return customer_view(self.application.change_profile(UUID(customer_id), expected_version, changes))
+
+    @rpc
+    def record_consent(
+        self, customer_id: str, channel: str, payload: dict[str, Any], expected_version: int | None = None
+    ) -> dict[str, Any]:
+        consent = contracts.RecordConsentRequest().load(payload)
+        customer = self.application.record_consent(
+            UUID(customer_id), channel, consent["granted"], consent["source"], consent["at"], expected_version
+        )
+        return customer_view(customer)
+
+    @rpc
+    def set_credit_rating(
+        self, customer_id: str, payload: dict[str, Any], expected_version: int | None = None
+    ) -> dict[str, Any]:
+        rating = contracts.SetCreditRatingRequest().load(payload)
+        return customer_view(
+            self.application.set_credit_rating(UUID(customer_id), expected_version=expected_version, **rating)
+        )
+
+    @rpc
+    def grade(self, customer_id: str, payload: dict[str, Any], expected_version: int | None = None) -> dict[str, Any]:
+        scores = contracts.GradeCustomerRequest().load(payload)
+        return customer_view(self.application.grade(UUID(customer_id), expected_version=expected_version, **scores))

@@ -1,0 +1,45 @@
+"""Structured (JSON-lines) logs that carry the correlation id of the command being handled."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+
+from crm_runtime.eventstore import current_metadata
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, service, logger, message, correlation_id, error."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "service": self.service,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "correlation_id": current_metadata().correlation_id,
+        }
+        for key in ("origin", "position", "event_id", "count", "reason"):
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(service: str) -> None:
+    """JSON logs on stderr at LOG_LEVEL (default INFO)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
+    for noisy in ("amqp", "kombu", "nameko", "eventsourcing", "werkzeug"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,39 @@
+"""An RPC entrypoint whose expected errors cross the wire as crm_contracts.errors.ServiceError."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crm_contracts.errors import CrmError, ServiceError
+from marshmallow import ValidationError
+from nameko.exceptions import get_module_path, registry
+from nameko.rpc import Rpc
+
+# Rebuild ServiceError (with code, message, details) on the caller's side instead of RemoteError.
+registry[get_module_path(ServiceError)] = ServiceError
+
+
+def as_service_error(exc: BaseException) -> ServiceError | None:
+    """The wire form of an expected error, or None for an unexpected one."""
+    if isinstance(exc, CrmError):
+        return ServiceError.from_error(exc)
+    if isinstance(exc, ValidationError):
+        return ServiceError("invalid", "the request is not valid", {"fields": exc.messages})
+    return None
+
+
+class CrmRpc(Rpc):
+    """`@rpc` that turns domain and validation errors into ServiceError replies (not logged as crashes)."""
+
+    def __init__(self, expected_exceptions: tuple[type[BaseException], ...] = (), **kwargs: Any) -> None:
+        super().__init__(expected_exceptions=(CrmError, ValidationError, *expected_exceptions), **kwargs)
+
+    def handle_result(self, message: Any, worker_ctx: Any, result: Any, exc_info: Any) -> Any:
+        if exc_info is not None:
+            wire = as_service_error(exc_info[1])
+            if wire is not None:
+                exc_info = (ServiceError, wire, exc_info[2])
+        return super().handle_result(message, worker_ctx, result, exc_info)
+
+
+rpc = CrmRpc.decorator

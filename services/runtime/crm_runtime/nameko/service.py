@@ -1,0 +1,52 @@
+"""What every CRM nameko service has: health endpoints, and (for event-sourced ones) the event feed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+from nameko.web.handlers import http
+from werkzeug.wrappers import Response
+
+from crm_contracts.integration import Translator
+from crm_runtime.feed import EventFeed
+from crm_runtime.nameko.dependencies import Health
+from crm_runtime.nameko.rpc import rpc
+
+#: The most events one `events_since` call returns.
+MAX_FEED_PAGE = 5000
+
+
+def json_response(status: int, body: Any) -> Response:
+    return Response(json.dumps(body, default=str), status=status, mimetype="application/json")
+
+
+class ServiceWithHealth:
+    """Liveness and readiness over HTTP (for Kubernetes probes and `make run`) and over RPC."""
+
+    health = Health()
+
+    @http("GET", "/health/live")
+    def live(self, request: Any) -> Response:
+        return json_response(200, {"service": self.name, "live": True})  # type: ignore[attr-defined]
+
+    @http("GET", "/health/ready")
+    def ready(self, request: Any) -> Response:
+        report = self.health()
+        return json_response(200 if report["ready"] else 503, report)
+
+    @rpc
+    def health_report(self) -> dict[str, Any]:
+        return self.health()
+
+
+class EventSourcedService(ServiceWithHealth):
+    """Base of the six lifecycle services: serves the published feed that the relay publishes from."""
+
+    translator: ClassVar[Translator]
+    application: Any
+
+    @rpc
+    def events_since(self, position: int, limit: int = 1000) -> list[dict[str, Any]]:
+        """Envelopes published after `position`, oldest first: gap repair and rebuilds read this."""
+        return EventFeed(self.application, self.translator).events_since(int(position), min(int(limit), MAX_FEED_PAGE))
