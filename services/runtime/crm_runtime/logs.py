@@ -41,5 +41,7 @@ def configure_logging(service: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
-    for noisy in ("amqp", "kombu", "nameko", "eventsourcing", "werkzeug"):
+    for noisy in ("kombu", "nameko", "eventsourcing", "werkzeug"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # py-amqp warns about each basic.return that arrives while an RPC client closes its channel.
+    logging.getLogger("amqp").setLevel(logging.ERROR)

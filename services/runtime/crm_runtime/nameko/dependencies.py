@@ -8,6 +8,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import psycopg2
+import psycopg2.pool
 from crm_contracts.integration import Translator
 from nameko.extensions import DependencyProvider
 from nameko.standalone.rpc import ClusterRpcProxy
@@ -114,7 +116,7 @@ class InboxConsumer(DependencyProvider):
         self._proxy: Any = None
 
     def setup(self) -> None:
-        inbox = Inbox(config.postgres_dsn(self.schema), self.apply_batch, fetch=self._fetch)
+        inbox = Inbox(config.postgres_dsn(self.schema), self.apply_batch, fetch=self.fetch)
         self.consumer = EnvelopeConsumer(
             inbox,
             self.container.config["AMQP_URI"],
@@ -141,18 +143,18 @@ class InboxConsumer(DependencyProvider):
     def get_dependency(self, worker_ctx: Any) -> EnvelopeConsumer:
         return self.consumer  # type: ignore[return-value]
 
-    def _fetch(self, origin: str, position: int, limit: int) -> list[dict[str, Any]]:
+    def fetch(self, origin: str, position: int, limit: int) -> list[dict[str, Any]]:
         if self._proxy is None:
             self._proxy_runner = ClusterRpcProxy(self.container.config, timeout=30)
             self._proxy = self._proxy_runner.start()
-        return getattr(self._proxy, origin).events_since(position, limit)
+        return getattr(self._proxy, origin).events_since(position, limit)  # type: ignore[no-any-return]
 
     def _catch_up(self, inbox: Inbox) -> None:
         for origin in self.origins:
             try:
                 outcome = inbox.catch_up(origin)
             except Exception as exc:  # noqa: BLE001 - an origin that is down only delays its events
-                log.info("catch-up of %s skipped: %s", origin, exc, extra={"origin": origin})
+                log.debug("catch-up of %s skipped: %s", origin, exc, extra={"origin": origin})
                 continue
             if outcome.applied:
                 log.info("caught up %d events from %s", outcome.applied, origin, extra={"origin": origin})
@@ -165,6 +167,51 @@ class InboxConsumer(DependencyProvider):
                       "duplicates": stats.duplicates, "pulled": stats.pulled,
                       "dead_lettered": stats.dead_lettered, "last_error": stats.last_error},
         }
+
+
+class PostgresCursor(DependencyProvider):
+    """A psycopg2 cursor per worker on `schema`, from a pool; committed when the worker succeeds."""
+
+    def __init__(self, schema: str) -> None:
+        self.schema = schema
+        self.pool: Any = None
+        self._held: dict[Any, Any] = {}
+
+    def setup(self) -> None:
+        size = int(config.setting("READ_POOL_SIZE", "10"))
+        self.pool = psycopg2.pool.ThreadedConnectionPool(1, size, config.postgres_dsn(self.schema))
+
+    def stop(self) -> None:
+        if self.pool is not None:
+            self.pool.closeall()
+
+    def get_dependency(self, worker_ctx: Any) -> Any:
+        conn = self.pool.getconn()
+        self._held[worker_ctx] = conn
+        return conn.cursor()
+
+    def worker_result(self, worker_ctx: Any, result: Any = None, exc_info: Any = None) -> None:
+        conn = self._held.pop(worker_ctx, None)
+        if conn is None:
+            return
+        if exc_info is None:
+            conn.commit()
+        else:
+            conn.rollback()
+        self.pool.putconn(conn)
+
+    def health_check(self) -> dict[str, Any]:
+        try:
+            conn = self.pool.getconn()
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT 1")
+                conn.rollback()
+            finally:
+                self.pool.putconn(conn)
+            return {"ok": True, "database": "ok"}
+        except psycopg2.Error as exc:
+            return {"ok": False, "database": f"error: {exc}"}
 
 
 class Health(DependencyProvider):
