@@ -18,11 +18,11 @@ import os  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 
+import crm_runtime  # noqa: E402,F401 - sets PSYCOPG_WAIT_FUNC before psycopg is imported
 import psycopg2  # noqa: E402
 import pytest  # noqa: E402
 from psycopg2 import sql  # noqa: E402
 
-import crm_runtime  # noqa: E402,F401 - sets PSYCOPG_WAIT_FUNC before psycopg is imported
 from tests.support.infrastructure import Infrastructure, infrastructure, recreate_database  # noqa: E402
 
 TEST_DATABASE = os.environ.get("CRM_TEST_DATABASE", "crm_test")
@@ -72,3 +72,25 @@ def event_store_env(request: pytest.FixtureRequest) -> dict[str, str]:
         "CREATE_TABLE": "true",
         "POSTGRES_POOL_SIZE": "2",
     }
+
+
+@pytest.fixture(scope="session")
+def amqp_vhost(infra: Infrastructure) -> Iterator[str]:
+    """A RabbitMQ virtual host of this session's own (so tests never meet a running platform's queues);
+    yields its AMQP URI."""
+    import requests
+
+    name = f"crm_test_{uuid.uuid4().hex[:8]}"
+    scheme, rest = infra.rabbit_management_uri.rstrip("/").split("://", 1)
+    credentials, host = rest.split("@", 1)
+    auth = tuple(credentials.split(":", 1))
+    url = f"{scheme}://{host}/api"
+    requests.put(f"{url}/vhosts/{name}", auth=auth, timeout=10).raise_for_status()
+    requests.put(
+        f"{url}/permissions/{name}/{auth[0]}",
+        json={"configure": ".*", "write": ".*", "read": ".*"},
+        auth=auth,
+        timeout=10,
+    ).raise_for_status()
+    yield infra.amqp_uri.rstrip("/") + "/" + name
+    requests.delete(f"{url}/vhosts/{name}", auth=auth, timeout=10)

@@ -106,10 +106,14 @@ class EnvelopeConsumer:
             except (OSError, kombu.exceptions.KombuError, ConnectionError) as exc:
                 self.stats.last_error = str(exc)
                 log.warning("consumer of %s lost the broker, reconnecting: %s", self.queue_name, exc)
-                self._buffer.clear()  # unacked messages come back from the broker
                 stopping.wait(1.0)
+            except Exception as exc:  # noqa: BLE001 - a bug must not end consumption for good
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("consumer of %s failed; reconnecting (unacked messages return)", self.queue_name)
+                stopping.wait(5.0)
             finally:
                 self.stats.connected = False
+                self._buffer.clear()  # unacked messages come back from the broker
 
     def _buffer_message(self, body: Any, message: Any) -> None:
         self._buffer.append(message)
@@ -176,14 +180,13 @@ class EnvelopeConsumer:
 
     def _dead_letter(self, channel: Any, message: Any, envelope: dict[str, Any] | None, reason: str) -> None:
         body = message.body if message is not None else json.dumps(envelope)
-        producer = kombu.Producer(channel, exchange=DEAD_LETTER_EXCHANGE)
-        producer.publish(
+        dead_letters = kombu.Exchange(DEAD_LETTER_EXCHANGE, "topic", durable=True)
+        kombu.Producer(channel, exchange=dead_letters).publish(
             body,
             routing_key=self.queue_name,
             content_type="application/json",
             delivery_mode=2,
             headers={"x-reason": reason[:1000], "x-queue": self.queue_name},
-            declare=[kombu.Exchange(DEAD_LETTER_EXCHANGE, "topic", durable=True)],
         )
         self.stats.dead_lettered += 1
         log.error("dead-lettered an event: %s", reason, extra={"reason": reason})

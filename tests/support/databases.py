@@ -1,0 +1,33 @@
+"""Small helpers to reach the test database from tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg2
+
+
+def dsn(env: dict[str, str], schema: str | None = None) -> str:
+    """A libpq DSN from a test environment dict (POSTGRES_*), optionally with a search_path."""
+    parts = [
+        f"host={env['POSTGRES_HOST']}",
+        f"port={env['POSTGRES_PORT']}",
+        f"dbname={env['POSTGRES_DBNAME']}",
+        f"user={env['POSTGRES_USER']}",
+    ]
+    if env.get("POSTGRES_PASSWORD"):
+        parts.append(f"password={env['POSTGRES_PASSWORD']}")
+    if schema:
+        parts.append(f"options='-c search_path={schema}'")
+    return " ".join(parts)
+
+
+def query(env: dict[str, str], schema: str | None, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
+    """Run one statement in its own transaction and return its rows (if any)."""
+    conn = psycopg2.connect(dsn(env, schema))
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(statement, params)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()
