@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from crm_contracts.errors import StaleVersionError
+from crm_runtime.eventstore import ServiceApplication
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
-from crm_contracts.errors import StaleVersionError
 from crm_customer.domain import (
     Customer,
     CustomerNotFoundError,
@@ -19,7 +20,6 @@ from crm_customer.domain import (
     GradingRule,
     normalise_email,
 )
-from crm_runtime.eventstore import ServiceApplication
 
 
 class Customers(ServiceApplication):
@@ -66,7 +66,7 @@ class Customers(ServiceApplication):
         expected_version: int | None = None,
     ) -> Customer:
         customer = self.customer(customer_id, expected_version)
-        customer.record_consent(channel, granted, source, at or datetime.now(timezone.utc))
+        customer.record_consent(channel, granted, source, at or datetime.now(UTC))
         self._save(customer)
         return customer
 

@@ -1,6 +1,6 @@
 """The Customer and EmailClaim aggregates, alone: no store, no broker."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import uuid4
 
@@ -48,7 +48,7 @@ def test_profile_change_rejects_unknown_fields():
 
 def test_consent_is_kept_per_channel_with_time_and_source():
     customer = a_customer()
-    at = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)
+    at = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
     customer.record_consent("email", True, "web form", at)
     customer.record_consent("sms", False, "call centre", at)
     assert customer.consents["email"] == {"granted": True, "source": "web form", "at": at}

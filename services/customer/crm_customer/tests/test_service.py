@@ -1,0 +1,57 @@
+"""The customer service's RPC adapters, one worker at a time (nameko's worker_factory), on the
+in-memory store; and how its errors cross the wire."""
+
+from __future__ import annotations
+
+import pytest
+from marshmallow import ValidationError
+from nameko.testing.services import worker_factory
+
+from crm_customer.application import Customers
+from crm_customer.domain import EmailTakenError
+from crm_customer.service import CustomerService
+from crm_runtime.nameko.rpc import as_service_error
+
+
+@pytest.fixture
+def service():
+    app = Customers(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    return worker_factory(CustomerService, application=app)
+
+
+def test_register_loads_the_payload_and_answers_the_contract(service):
+    answer = service.register({"name": "Li Na", "email": "Li.Na@example.com", "source_channel": "event"})
+    assert answer["email"] == "li.na@example.com" and answer["version"] == 1
+    assert service.get(answer["id"]) == answer
+
+
+def test_profile_change_takes_the_expected_version(service):
+    registered = service.register({"name": "Li Na", "email": "li.na@example.com"})
+    changed = service.change_profile(registered["id"], {"company": "Acme"}, expected_version=1)
+    assert (changed["company"], changed["version"]) == ("Acme", 2)
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"email": "li.na@example.com"}, "name"),
+        ({"name": "Li Na"}, "email"),
+        ({"name": "Li Na", "email": "not-an-email"}, "email"),
+        ({"name": "Li Na", "email": "li.na@example.com", "source_channel": "fax"}, "source_channel"),
+        ({"name": "Li Na", "email": "li.na@example.com", "phone": "call me"}, "phone"),
+        ({"name": "Li Na", "email": "li.na@example.com", "vip": True}, "vip"),
+    ],
+)
+def test_bad_payloads_are_rejected_naming_the_field_and_change_nothing(service, payload, field):
+    with pytest.raises(ValidationError) as raised:
+        service.register(payload)
+    assert field in raised.value.messages
+    assert service.application.recorder.max_notification_id() in (None, 0)
+
+
+def test_errors_cross_rpc_as_service_errors_with_code_and_details():
+    wire = as_service_error(EmailTakenError("a@example.com", __import__("uuid").UUID(int=1)))
+    assert wire.code == "conflict"
+    assert wire.details["existing_customer_id"] == "00000000-0000-0000-0000-000000000001"
+    assert as_service_error(ValidationError({"name": ["required"]})).details == {"fields": {"name": ["required"]}}
+    assert as_service_error(RuntimeError("bug")) is None
