@@ -23,9 +23,10 @@ import psycopg2  # noqa: E402
 import pytest  # noqa: E402
 from psycopg2 import sql  # noqa: E402
 
-from tests.support.infrastructure import Infrastructure, infrastructure, recreate_database  # noqa: E402
+from tests.support.infrastructure import Infrastructure, drop_database, infrastructure, recreate_database  # noqa: E402
 
-TEST_DATABASE = os.environ.get("CRM_TEST_DATABASE", "crm_test")
+#: One database per pytest process, so test sessions running side by side never meet.
+TEST_DATABASE = os.environ.get("CRM_TEST_DATABASE", f"crm_test_{os.getpid()}")
 
 
 @pytest.fixture(scope="session")
@@ -36,10 +37,11 @@ def infra() -> Iterator[Infrastructure]:
 
 
 @pytest.fixture(scope="session")
-def test_database(infra: Infrastructure) -> dict[str, str]:
-    """A fresh database for this session; yields the environment that points at it."""
+def test_database(infra: Infrastructure) -> Iterator[dict[str, str]]:
+    """A fresh database for this session, dropped at its end; yields the environment pointing at it."""
     recreate_database(infra.postgres, TEST_DATABASE)
-    return infra.env(TEST_DATABASE)
+    yield infra.env(TEST_DATABASE)
+    drop_database(infra.postgres, TEST_DATABASE)
 
 
 @pytest.fixture

@@ -82,8 +82,8 @@ def infrastructure() -> Iterator[Infrastructure]:
     )
 
 
-def recreate_database(postgres: dict[str, str], dbname: str) -> None:
-    """Drop and create `dbname`, so a test session starts from nothing."""
+def drop_database(postgres: dict[str, str], dbname: str) -> None:
+    """Drop `dbname`, disconnecting whoever still uses it."""
     conn = psycopg2.connect(dbname="postgres", **postgres)
     conn.autocommit = True
     try:
@@ -93,6 +93,17 @@ def recreate_database(postgres: dict[str, str], dbname: str) -> None:
                 (dbname,),
             )
             cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(dbname)))
+    finally:
+        conn.close()
+
+
+def recreate_database(postgres: dict[str, str], dbname: str) -> None:
+    """Drop and create `dbname`, so a test session starts from nothing."""
+    drop_database(postgres, dbname)
+    conn = psycopg2.connect(dbname="postgres", **postgres)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
             cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
     finally:
         conn.close()

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -84,6 +85,87 @@ def event_store_env(service: str, *, create_table: bool | None = None) -> dict[s
     }
 
 
+class _PendingSave:
+    """One caller's aggregates waiting for a shared commit."""
+
+    __slots__ = ("objs", "kwargs", "done", "wake", "result", "error")
+
+    def __init__(self, objs: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.objs = objs
+        self.kwargs = kwargs
+        self.done = False
+        self.wake = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class GroupCommit:
+    """Lets saves that arrive while a commit is running share the next commit.
+
+    The event store serialises writers (it locks the events table per insert), so commit latency
+    bounds throughput. Callers queue; one of them (the leader) saves everything queued in one
+    transaction and wakes the others; then hands leadership to the first caller queued meanwhile.
+    When the shared transaction fails (one command lost a race, say), each save is retried alone,
+    so every caller gets exactly its own outcome.
+    """
+
+    def __init__(self, save: Callable[..., Any], max_batch: int = 200) -> None:
+        self._save = save
+        self._max_batch = max_batch
+        self._mutex = threading.Lock()
+        self._queue: list[_PendingSave] = []
+        self._committing = False
+
+    def save(self, *objs: Any, **kwargs: Any) -> Any:
+        pending = _PendingSave(objs, kwargs)
+        with self._mutex:
+            self._queue.append(pending)
+            leader = not self._committing
+            self._committing = True
+        if not leader:
+            pending.wake.wait()
+        if not pending.done:  # we lead: commit what is queued, then pass the lead on
+            with self._mutex:
+                batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+            self._commit(batch)
+            with self._mutex:
+                if self._queue:
+                    self._queue[0].wake.set()
+                else:
+                    self._committing = False
+        if pending.error is not None:
+            raise pending.error
+        return pending.result
+
+    def _commit(self, batch: list[_PendingSave]) -> None:
+        if len(batch) > 1 and not any(p.kwargs for p in batch):
+            objs = [obj for p in batch for obj in p.objs]
+            # save() takes the pending events off the aggregates; keep them for the retry one by one.
+            pending_events = [(obj, list(obj.pending_events)) for obj in objs if isinstance(obj, Aggregate)]
+            try:
+                self._save(*objs)
+            except Exception:  # noqa: BLE001 - the shared commit failed: each save on its own below
+                for aggregate, events in pending_events:
+                    aggregate.pending_events[:] = events
+            else:
+                self._finish(batch, None)
+                return
+        for pending in batch:
+            try:
+                pending.result = self._save(*pending.objs, **pending.kwargs)
+            except Exception as exc:  # noqa: BLE001 - handed back to that caller, raised there
+                pending.error = exc
+            self._finish([pending], None)
+
+    @staticmethod
+    def _finish(batch: list[_PendingSave], result: Any) -> None:
+        for pending in batch:
+            if pending.error is None and pending.result is None:
+                pending.result = result
+            pending.done = True
+            pending.wake.set()
+
+
 class ServiceApplication(Application):
     """Base of every service's eventsourcing Application."""
 
@@ -94,6 +176,8 @@ class ServiceApplication(Application):
         settings = event_store_env(self.service, create_table=create_table)
         settings.update(env or {})
         super().__init__(env=settings)
+        enabled = settings.get("GROUP_COMMIT", config.setting("GROUP_COMMIT", "true")).lower() == "true"
+        self._group_commit = GroupCommit(super().save) if enabled and self.uses_postgres else None
 
     def save(self, *objs: Any, **kwargs: Any) -> Any:
         """Save aggregates in one transaction, stamping each new event with command metadata."""
@@ -105,6 +189,8 @@ class ServiceApplication(Application):
                     # Frozen dataclasses: write past __setattr__. The mapper stores __dict__ as is,
                     # and @event's apply ignores keys its method does not name.
                     vars(pending)[METADATA_KEY] = stamp
+        if self._group_commit is not None:
+            return self._group_commit.save(*objs, **kwargs)
         return super().save(*objs, **kwargs)
 
     @property
