@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -37,11 +38,11 @@ class Process:
         return f"http://127.0.0.1:{self.port}/health/ready"
 
 
-def processes() -> list[Process]:
-    """Every registered service, gateway last, each with its port."""
+def processes(env: Mapping[str, str]) -> list[Process]:
+    """Every registered service, gateway last, each with its port (from GATEWAY_PORT, SERVICE_BASE_PORT)."""
     found = sorted(entry_points(group="crm.services"), key=lambda e: (e.name == "gateway", e.name))
-    base = int(config.setting("SERVICE_BASE_PORT", "8101"))
-    gateway_port = int(config.setting("GATEWAY_PORT", "8000"))
+    base = int(env.get("SERVICE_BASE_PORT") or 8101)
+    gateway_port = int(env.get("GATEWAY_PORT") or 8000)
     return [
         Process(e.name, e.value, gateway_port if e.name == "gateway" else base + i) for i, e in enumerate(found)
     ]
@@ -53,7 +54,7 @@ class LocalPlatform:
     def __init__(self, run_dir: Path, env: dict[str, str] | None = None) -> None:
         self.run_dir = run_dir
         self.env = {**os.environ, **(env or {}), "CREATE_TABLE": "false"}
-        self.processes = {p.name: p for p in processes()}
+        self.processes = {p.name: p for p in processes(self.env)}
 
     def pid_file(self, name: str) -> Path:
         return self.run_dir / f"{name}.pid"
