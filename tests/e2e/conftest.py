@@ -19,8 +19,8 @@ from typing import Any
 import kombu
 import pytest
 import requests
-from crm_runtime.platform import LocalPlatform
 
+from crm_runtime.platform import LocalPlatform
 from tests.support.infrastructure import Infrastructure, drop_database
 from tests.support.polling import eventually
 

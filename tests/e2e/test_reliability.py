@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import kombu
 import pytest
-from crm_contracts.envelope import EXCHANGE, routing_key
 
+from crm_contracts.envelope import EXCHANGE, routing_key
 from tests.support.databases import query
 from tests.support.polling import eventually
 

@@ -16,12 +16,12 @@ from typing import Any
 import kombu
 import psycopg2
 import pytest
+
 from crm_contracts.envelope import EXCHANGE
 from crm_customer.application import Customers
 from crm_customer.publishing import translator
 from crm_runtime.feed import EventFeed
 from crm_runtime.relay import OutboxRelay, create_cursor_table
-
 from tests.support.databases import dsn
 
 pytestmark = pytest.mark.integration

@@ -9,11 +9,11 @@ import uuid
 import kombu
 import psycopg2
 import pytest
+
 from crm_contracts.envelope import DEAD_LETTER_EXCHANGE, EXCHANGE
 from crm_customer360 import readmodel
 from crm_runtime.consumer import EnvelopeConsumer
 from crm_runtime.inbox import Inbox
-
 from tests.support.databases import dsn, query
 from tests.support.polling import eventually
 

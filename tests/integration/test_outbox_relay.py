@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import psycopg2
 import pytest
-from crm_runtime.relay import OutboxRelay
 
+from crm_runtime.relay import OutboxRelay
 from tests.support.databases import dsn
 from tests.support.polling import eventually
 

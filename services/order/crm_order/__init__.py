@@ -1,0 +1,1 @@
+"""The order service: orders from placement to payment, shipment, delivery and returns."""

@@ -1,0 +1,737 @@
+"""Orders as event-sourced aggregates. Pure: no framework, no driver.
+
+Lifecycle (DOMAIN.md "Order"): placed -> confirmed -> shipped -> delivered, with payments recorded
+alongside until the order is paid, cancellation only before anything ships, and returns of delivered
+lines with a refund.
+
+Decisions a reader needs:
+- Lines are identified by their SKU, which is unique within an order.
+- A line's discount is a percentage of its gross amount; line totals are rounded half-up to cents.
+- Delivery is recorded per shipment (that is what a carrier reports); the order is delivered when it
+  is fully shipped and every shipment is delivered. Each delivery is published as `order_delivered`
+  with `fully_delivered` telling consumers whether it completed the order.
+- Commands that carry an external id (payment, shipment, return) are idempotent by that id, because
+  ERP and SCM may resend: the same id with the same facts changes nothing; the same id with other
+  facts is a conflict. Commands without an id (confirm, cancel) are checked against the state.
+- Returns do not change the order total (credit notes are ERP's business); a refund is never more
+  than the value of the goods returned, nor more than was paid and not yet refunded.
+- Every domain event carries `customer_id` so publishing needs nothing but the event itself.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from eventsourcing.domain import Aggregate, event
+
+from crm_contracts.errors import ConflictError, InvalidRequestError, NotFoundError, RuleViolationError
+from crm_contracts.vocabulary.order import (
+    ADDRESS_FIELDS,
+    CURRENCIES,
+    MAX_DISCOUNT_PERCENT,
+    MONEY_PLACES,
+    PAYMENT_METHODS,
+    REQUIRED_ADDRESS_FIELDS,
+)
+
+#: Orders placed from an opportunity get an id derived from it, so placing twice collides.
+ORDER_FROM_OPPORTUNITY_NAMESPACE = uuid.UUID("6a1f9a52-3c7e-4d0b-8e55-0f4b2c9d7a13")
+CENT = Decimal(1).scaleb(-MONEY_PLACES)
+ZERO = Decimal("0.00")
+HUNDRED = Decimal(100)
+
+
+class OrderNotFoundError(NotFoundError):
+    """No order has this id."""
+
+
+class ShipmentNotFoundError(NotFoundError):
+    """The order has no shipment with this id."""
+
+
+class InvalidOrderDataError(InvalidRequestError):
+    """A command's input breaks a rule of form; names the field."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}", fields={field: [reason]})
+
+
+class CurrencyMismatchError(InvalidOrderDataError):
+    """An amount in another currency than the order's."""
+
+    def __init__(self, given: str, expected: str) -> None:
+        super().__init__("currency", f"must be the order's currency {expected}, not {given}")
+
+
+class IllegalTransitionError(RuleViolationError):
+    """The command is not allowed in the order's current status."""
+
+    def __init__(self, command: str, status: str, why: str) -> None:
+        super().__init__(f"cannot {command} an order that is {status}: {why}", status=status, command=command)
+
+
+class QuantityExceededError(RuleViolationError):
+    """More of a line shipped or returned than is left to ship or return."""
+
+    def __init__(self, field: str, sku: str, asked: int, available: int, what: str) -> None:
+        super().__init__(
+            f"{field}: {asked} of {sku} asked, only {available} {what}",
+            sku=sku,
+            available=available,
+            fields={field: [f"only {available} {what}"]},
+        )
+
+
+class OverpaymentError(RuleViolationError):
+    """A payment larger than what is still outstanding."""
+
+    def __init__(self, amount: Decimal, outstanding: Decimal, currency: str) -> None:
+        super().__init__(
+            f"payment of {amount} {currency} exceeds the outstanding {outstanding} {currency}",
+            outstanding=str(outstanding),
+            fields={"amount": [f"exceeds the outstanding {outstanding} {currency}"]},
+        )
+
+
+class OverRefundError(RuleViolationError):
+    """A refund larger than what may be refunded."""
+
+    def __init__(self, refund: Decimal, limit: Decimal, currency: str, why: str) -> None:
+        super().__init__(
+            f"refund of {refund} {currency} exceeds {limit} {currency}, {why}",
+            limit=str(limit),
+            fields={"refund": [f"exceeds {limit} {currency}, {why}"]},
+        )
+
+
+class DuplicateIdConflictError(ConflictError):
+    """An external id (payment, shipment, return) reused for different facts."""
+
+    def __init__(self, kind: str, external_id: str) -> None:
+        super().__init__(
+            f"{kind} {external_id} was already recorded with other details",
+            fields={f"{kind}_id": ["already recorded with other details"]},
+        )
+
+
+class OrderAlreadyPlacedError(ConflictError):
+    """An order was already placed from this opportunity."""
+
+    def __init__(self, opportunity_id: uuid.UUID, order_id: uuid.UUID) -> None:
+        super().__init__(
+            f"opportunity {opportunity_id} already became order {order_id}",
+            existing_order_id=str(order_id),
+            fields={"opportunity_id": ["already became an order"]},
+        )
+
+
+def now() -> datetime:
+    """The current time, timezone-aware (every recorded time is)."""
+    return datetime.now(UTC)
+
+
+class Order(Aggregate):
+    """One customer order, from placement to payment, shipment, delivery and returns."""
+
+    @classmethod
+    def create_id(cls, opportunity_id: uuid.UUID | None) -> uuid.UUID:
+        """eventsourcing's hook for a new aggregate's id: derived from the opportunity, if any."""
+        return cls.id_for_opportunity(opportunity_id) if opportunity_id is not None else uuid.uuid4()
+
+    @staticmethod
+    def id_for_opportunity(opportunity_id: uuid.UUID) -> uuid.UUID:
+        """The id an order placed from `opportunity_id` has: one opportunity, one order."""
+        return uuid.uuid5(ORDER_FROM_OPPORTUNITY_NAMESPACE, str(opportunity_id))
+
+    @event("Placed")
+    def __init__(
+        self,
+        customer_id: uuid.UUID,
+        currency: str,
+        lines: list[dict[str, Any]],
+        subtotal: Decimal,
+        discount_total: Decimal,
+        total: Decimal,
+        shipping_address: dict[str, str | None],
+        opportunity_id: uuid.UUID | None,
+        quote_id: uuid.UUID | None,
+        at: datetime,
+    ) -> None:
+        self.customer_id = customer_id
+        self.currency = currency
+        self.lines = [dict(line) for line in lines]
+        self.subtotal = subtotal
+        self.discount_total = discount_total
+        self.total = total
+        self.shipping_address = dict(shipping_address)
+        self.opportunity_id = opportunity_id
+        self.quote_id = quote_id
+        self.placed_at = at
+        self.confirmed_at: datetime | None = None
+        self.erp_reference: str | None = None
+        self.cancelled_at: datetime | None = None
+        self.cancel_reason: str | None = None
+        self.paid_at: datetime | None = None
+        self.shipped: dict[str, int] = {line["sku"]: 0 for line in lines}
+        self.delivered: dict[str, int] = {line["sku"]: 0 for line in lines}
+        self.returned: dict[str, int] = {line["sku"]: 0 for line in lines}
+        self.shipments: dict[str, dict[str, Any]] = {}
+        self.payments: dict[str, dict[str, Any]] = {}
+        self.returns: dict[str, dict[str, Any]] = {}
+        self.paid = ZERO
+        self.refunded = ZERO
+
+    @classmethod
+    def place(
+        cls,
+        customer_id: uuid.UUID,
+        currency: str,
+        lines: Sequence[Mapping[str, Any]],
+        shipping_address: Mapping[str, str | None],
+        opportunity_id: uuid.UUID | None = None,
+        quote_id: uuid.UUID | None = None,
+        at: datetime | None = None,
+    ) -> Order:
+        """Place an order directly, or from a won opportunity's accepted quote (give its ids)."""
+        if not isinstance(customer_id, uuid.UUID):
+            raise InvalidOrderDataError("customer_id", "must be a UUID")
+        check_currency(currency)
+        priced = price_lines(lines)
+        subtotal = sum((line["quantity"] * line["unit_price"] for line in priced), ZERO)
+        total = sum((line["line_total"] for line in priced), ZERO)
+        if total <= 0:
+            raise InvalidOrderDataError("lines", "the order total must be positive")
+        return cls(
+            customer_id=customer_id,
+            currency=currency,
+            lines=priced,
+            subtotal=subtotal,
+            discount_total=subtotal - total,
+            total=total,
+            shipping_address=check_address(shipping_address),
+            opportunity_id=opportunity_id,
+            quote_id=quote_id,
+            at=check_time(at),
+        )
+
+    # --- derived state ---------------------------------------------------------------------------
+
+    @property
+    def status(self) -> str:
+        """Fulfilment status, derived from the recorded facts so it cannot disagree with them."""
+        if self.cancelled_at is not None:
+            return "cancelled"
+        if self.confirmed_at is None:
+            return "placed"
+        ordered = sum(line["quantity"] for line in self.lines)
+        shipped = sum(self.shipped.values())
+        delivered = sum(self.delivered.values())
+        if shipped == 0:
+            return "confirmed"
+        if shipped < ordered:
+            return "partially_shipped"
+        if delivered == 0:
+            return "shipped"
+        if delivered < ordered:
+            return "partially_delivered"
+        return "delivered"
+
+    @property
+    def payment_status(self) -> str:
+        """Unpaid, partially paid or paid, from the recorded payments against the total."""
+        if self.paid == 0:
+            return "unpaid"
+        return "paid" if self.paid == self.total else "partially_paid"
+
+    @property
+    def outstanding(self) -> Decimal:
+        """What is still to be paid."""
+        return self.total - self.paid
+
+    def line(self, sku: str) -> dict[str, Any] | None:
+        """The order line with this SKU, if there is one."""
+        return next((line for line in self.lines if line["sku"] == sku), None)
+
+    # --- confirm and cancel ----------------------------------------------------------------------
+
+    def confirm(self, reference: str | None = None, at: datetime | None = None) -> None:
+        """Confirm a placed order (ERP accepted it); only then may it ship."""
+        if self.status != "placed":
+            raise IllegalTransitionError("confirm", self.status, "only a placed order can be confirmed")
+        self._confirmed(
+            customer_id=self.customer_id,
+            reference=check_optional_text(reference, "reference"),
+            currency=self.currency,
+            lines=self.lines,
+            total=self.total,
+            shipping_address=self.shipping_address,
+            at=check_time(at),
+        )
+
+    @event("Confirmed")
+    def _confirmed(
+        self,
+        customer_id: uuid.UUID,
+        reference: str | None,
+        currency: str,
+        lines: list[dict[str, Any]],
+        total: Decimal,
+        shipping_address: dict[str, str | None],
+        at: datetime,
+    ) -> None:
+        self.confirmed_at = at
+        self.erp_reference = reference
+
+    def cancel(self, reason: str, at: datetime | None = None) -> None:
+        """Cancel an order before anything of it has shipped; the reason is required."""
+        check_text(reason, "reason")
+        if self.status == "cancelled":
+            raise IllegalTransitionError("cancel", self.status, "it is already cancelled")
+        if any(self.shipped.values()):
+            raise IllegalTransitionError("cancel", self.status, "part of it has already shipped")
+        self._cancelled(
+            customer_id=self.customer_id,
+            reason=reason.strip(),
+            currency=self.currency,
+            lines=self.lines,
+            total=self.total,
+            amount_paid=self.paid,
+            at=check_time(at),
+        )
+
+    @event("Cancelled")
+    def _cancelled(
+        self,
+        customer_id: uuid.UUID,
+        reason: str,
+        currency: str,
+        lines: list[dict[str, Any]],
+        total: Decimal,
+        amount_paid: Decimal,
+        at: datetime,
+    ) -> None:
+        self.cancelled_at = at
+        self.cancel_reason = reason
+
+    # --- shipments and deliveries ----------------------------------------------------------------
+
+    def ship(
+        self,
+        shipment_id: str,
+        carrier: str,
+        lines: Mapping[str, int],
+        tracking_number: str | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """Record a (possibly partial) shipment of `lines` (sku -> quantity) by `carrier`."""
+        check_text(shipment_id, "shipment_id")
+        check_text(carrier, "carrier")
+        tracking_number = check_optional_text(tracking_number, "tracking_number")
+        quantities = check_quantities(lines)
+        existing = self.shipments.get(shipment_id)
+        if existing is not None:
+            if (existing["carrier"], existing["tracking_number"], existing["lines"]) != (
+                carrier,
+                tracking_number,
+                quantities,
+            ):
+                raise DuplicateIdConflictError("shipment", shipment_id)
+            return  # SCM resent a shipment already recorded
+        if self.status in ("placed", "cancelled"):
+            raise IllegalTransitionError("ship", self.status, "only a confirmed order can ship")
+        for sku, quantity in quantities.items():
+            line = self.line(sku)
+            if line is None:
+                raise InvalidOrderDataError(f"lines.{sku}", "is not a line of this order")
+            left = line["quantity"] - self.shipped[sku]
+            if quantity > left:
+                raise QuantityExceededError(f"lines.{sku}", sku, quantity, left, "left to ship")
+        fully_shipped = all(
+            self.shipped[line["sku"]] + quantities.get(line["sku"], 0) == line["quantity"] for line in self.lines
+        )
+        self._shipped(
+            customer_id=self.customer_id,
+            shipment_id=shipment_id,
+            carrier=carrier,
+            tracking_number=tracking_number,
+            lines=self._described(quantities),
+            shipping_address=self.shipping_address,
+            fully_shipped=fully_shipped,
+            at=check_time(at),
+        )
+
+    @event("Shipped")
+    def _shipped(
+        self,
+        customer_id: uuid.UUID,
+        shipment_id: str,
+        carrier: str,
+        tracking_number: str | None,
+        lines: list[dict[str, Any]],
+        shipping_address: dict[str, str | None],
+        fully_shipped: bool,
+        at: datetime,
+    ) -> None:
+        quantities = {line["sku"]: line["quantity"] for line in lines}
+        for sku, quantity in quantities.items():
+            self.shipped[sku] += quantity
+        self.shipments[shipment_id] = {
+            "carrier": carrier,
+            "tracking_number": tracking_number,
+            "lines": quantities,
+            "shipped_at": at,
+            "delivered_at": None,
+        }
+
+    def record_delivery(self, shipment_id: str, at: datetime | None = None) -> None:
+        """Record that one shipment reached the customer; a resent delivery changes nothing."""
+        check_text(shipment_id, "shipment_id")
+        shipment = self.shipments.get(shipment_id)
+        if shipment is None:
+            raise ShipmentNotFoundError(
+                f"order {self.id} has no shipment {shipment_id}", shipment_id=shipment_id, order_id=str(self.id)
+            )
+        if shipment["delivered_at"] is not None:
+            return  # the carrier or SCM resent the delivery
+        delivered_now = {sku: self.delivered[sku] + shipment["lines"].get(sku, 0) for sku in self.delivered}
+        fully_delivered = all(delivered_now[line["sku"]] == line["quantity"] for line in self.lines)
+        self._shipment_delivered(
+            customer_id=self.customer_id,
+            shipment_id=shipment_id,
+            carrier=shipment["carrier"],
+            lines=self._described(shipment["lines"]),
+            fully_delivered=fully_delivered,
+            at=check_time(at),
+        )
+
+    @event("ShipmentDelivered")
+    def _shipment_delivered(
+        self,
+        customer_id: uuid.UUID,
+        shipment_id: str,
+        carrier: str,
+        lines: list[dict[str, Any]],
+        fully_delivered: bool,
+        at: datetime,
+    ) -> None:
+        for line in lines:
+            self.delivered[line["sku"]] += line["quantity"]
+        self.shipments[shipment_id] = {**self.shipments[shipment_id], "delivered_at": at}
+
+    # --- payments --------------------------------------------------------------------------------
+
+    def record_payment(
+        self,
+        payment_id: str,
+        amount: Decimal,
+        currency: str,
+        method: str,
+        reference: str | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """Record a payment reported by ERP; the one that completes the total also marks it paid."""
+        check_text(payment_id, "payment_id")
+        check_amount(amount, "amount", positive=True)
+        self.check_same_currency(currency)
+        if method not in PAYMENT_METHODS:
+            raise InvalidOrderDataError("method", f"must be one of {', '.join(PAYMENT_METHODS)}")
+        reference = check_optional_text(reference, "reference")
+        # Duplicates first: ERP resending a payment of a since fully paid order is not an overpayment.
+        existing = self.payments.get(payment_id)
+        if existing is not None:
+            if (existing["amount"], existing["method"], existing["reference"]) != (amount, method, reference):
+                raise DuplicateIdConflictError("payment", payment_id)
+            return
+        if self.status == "cancelled":
+            raise IllegalTransitionError("record a payment for", self.status, "it takes no more payments")
+        if amount > self.outstanding:
+            raise OverpaymentError(amount, self.outstanding, self.currency)
+        at = check_time(at)
+        paid_total = self.paid + amount
+        self._payment_recorded(
+            customer_id=self.customer_id,
+            payment_id=payment_id,
+            amount=amount,
+            currency=self.currency,
+            method=method,
+            reference=reference,
+            paid_total=paid_total,
+            outstanding=self.total - paid_total,
+            at=at,
+        )
+        if self.paid == self.total:
+            self._paid(customer_id=self.customer_id, amount=self.paid, currency=self.currency, at=at)
+
+    @event("PaymentRecorded")
+    def _payment_recorded(
+        self,
+        customer_id: uuid.UUID,
+        payment_id: str,
+        amount: Decimal,
+        currency: str,
+        method: str,
+        reference: str | None,
+        paid_total: Decimal,
+        outstanding: Decimal,
+        at: datetime,
+    ) -> None:
+        self.paid = self.paid + amount
+        self.payments[payment_id] = {"amount": amount, "method": method, "reference": reference, "received_at": at}
+
+    @event("Paid")
+    def _paid(self, customer_id: uuid.UUID, amount: Decimal, currency: str, at: datetime) -> None:
+        self.paid_at = at
+
+    # --- returns ---------------------------------------------------------------------------------
+
+    def record_return(
+        self,
+        return_id: str,
+        lines: Mapping[str, int],
+        refund: Decimal,
+        currency: str,
+        reason: str | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """Record goods returned from delivered lines (sku -> quantity) and the refund given."""
+        check_text(return_id, "return_id")
+        quantities = check_quantities(lines)
+        check_amount(refund, "refund", positive=False)
+        self.check_same_currency(currency)
+        reason = check_optional_text(reason, "reason")
+        existing = self.returns.get(return_id)
+        if existing is not None:
+            if (existing["lines"], existing["refund"], existing["reason"]) != (quantities, refund, reason):
+                raise DuplicateIdConflictError("return", return_id)
+            return
+        value = ZERO
+        for sku, quantity in quantities.items():
+            line = self.line(sku)
+            if line is None:
+                raise InvalidOrderDataError(f"lines.{sku}", "is not a line of this order")
+            returnable = self.delivered[sku] - self.returned[sku]
+            if quantity > returnable:
+                raise QuantityExceededError(f"lines.{sku}", sku, quantity, returnable, "delivered and not returned")
+            value += returned_value(line, self.returned[sku], quantity)
+        if refund > value:
+            raise OverRefundError(refund, value, self.currency, "the value of the goods returned")
+        refundable = self.paid - self.refunded
+        if refund > refundable:
+            raise OverRefundError(refund, refundable, self.currency, "what was paid and not yet refunded")
+        self._return_recorded(
+            customer_id=self.customer_id,
+            return_id=return_id,
+            lines=self._described(quantities),
+            refund=refund,
+            currency=self.currency,
+            reason=reason,
+            refunded_total=self.refunded + refund,
+            at=check_time(at),
+        )
+
+    @event("ReturnRecorded")
+    def _return_recorded(
+        self,
+        customer_id: uuid.UUID,
+        return_id: str,
+        lines: list[dict[str, Any]],
+        refund: Decimal,
+        currency: str,
+        reason: str | None,
+        refunded_total: Decimal,
+        at: datetime,
+    ) -> None:
+        quantities = {line["sku"]: line["quantity"] for line in lines}
+        for sku, quantity in quantities.items():
+            self.returned[sku] += quantity
+        self.refunded = self.refunded + refund
+        self.returns[return_id] = {"lines": quantities, "refund": refund, "reason": reason, "returned_at": at}
+
+    # --- queries ---------------------------------------------------------------------------------
+
+    def progress(self) -> dict[str, Any]:
+        """Where is my order: status, per-line quantities, shipments with carrier, money."""
+        return {
+            "order_id": self.id,
+            "version": self.version,
+            "customer_id": self.customer_id,
+            "status": self.status,
+            "payment_status": self.payment_status,
+            "currency": self.currency,
+            "total": self.total,
+            "paid": self.paid,
+            "outstanding": self.outstanding,
+            "refunded": self.refunded,
+            "lines": [
+                {
+                    "sku": line["sku"],
+                    "description": line["description"],
+                    "ordered": line["quantity"],
+                    "shipped": self.shipped[line["sku"]],
+                    "delivered": self.delivered[line["sku"]],
+                    "returned": self.returned[line["sku"]],
+                }
+                for line in self.lines
+            ],
+            "shipments": [
+                {
+                    "shipment_id": shipment_id,
+                    "carrier": shipment["carrier"],
+                    "tracking_number": shipment["tracking_number"],
+                    "lines": dict(shipment["lines"]),
+                    "shipped_at": shipment["shipped_at"],
+                    "delivered_at": shipment["delivered_at"],
+                }
+                for shipment_id, shipment in self.shipments.items()
+            ],
+            "shipping_address": dict(self.shipping_address),
+            "opportunity_id": self.opportunity_id,
+            "placed_at": self.placed_at,
+            "confirmed_at": self.confirmed_at,
+            "paid_at": self.paid_at,
+            "cancelled_at": self.cancelled_at,
+            "cancel_reason": self.cancel_reason,
+        }
+
+    # --- checks ----------------------------------------------------------------------------------
+
+    def check_same_currency(self, currency: str) -> None:
+        """Amounts in another currency than the order's are refused, never converted."""
+        if currency != self.currency:
+            raise CurrencyMismatchError(currency, self.currency)
+
+    def _described(self, quantities: Mapping[str, int]) -> list[dict[str, Any]]:
+        """Quantities per SKU as event lines, in the order's line order, with descriptions."""
+        return [
+            {"sku": line["sku"], "description": line["description"], "quantity": quantities[line["sku"]]}
+            for line in self.lines
+            if line["sku"] in quantities
+        ]
+
+
+def price_lines(lines: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Check order lines and compute each line's total: quantity x unit price less the discount."""
+    if isinstance(lines, (str, bytes)) or not isinstance(lines, Sequence) or not lines:
+        raise InvalidOrderDataError("lines", "must be a non-empty list")
+    priced: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for index, line in enumerate(lines):
+        field = f"lines.{index}"
+        if not isinstance(line, Mapping):
+            raise InvalidOrderDataError(field, "must be an object")
+        unknown = set(line) - {"sku", "description", "quantity", "unit_price", "discount"}
+        if unknown:
+            raise InvalidOrderDataError(f"{field}.{sorted(unknown)[0]}", "is not a line field")
+        sku = line.get("sku")
+        check_text(sku, f"{field}.sku")
+        if sku in seen:
+            raise InvalidOrderDataError(f"{field}.sku", "appears on another line of this order")
+        seen.add(sku)
+        check_text(line.get("description"), f"{field}.description")
+        quantity = line.get("quantity")
+        if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
+            raise InvalidOrderDataError(f"{field}.quantity", "must be a whole number of at least 1")
+        unit_price = check_amount(line.get("unit_price"), f"{field}.unit_price", positive=False)
+        discount = line.get("discount", Decimal(0))
+        if not isinstance(discount, Decimal) or not discount.is_finite() or not 0 <= discount <= MAX_DISCOUNT_PERCENT:
+            reason = f"must be a Decimal percent from 0 to {MAX_DISCOUNT_PERCENT}"
+            raise InvalidOrderDataError(f"{field}.discount", reason)
+        gross = quantity * unit_price
+        line_total = (gross * (HUNDRED - discount) / HUNDRED).quantize(CENT, rounding=ROUND_HALF_UP)
+        priced.append(
+            {
+                "sku": sku,
+                "description": line["description"].strip(),
+                "quantity": quantity,
+                "unit_price": unit_price,
+                "discount": discount,
+                "line_total": line_total,
+            }
+        )
+    return priced
+
+
+def returned_value(line: Mapping[str, Any], already_returned: int, quantity: int) -> Decimal:
+    """What `quantity` more units of `line` are worth at its discounted price.
+
+    Computed as value(already + quantity) - value(already), so the values of all returns of a line
+    add up to exactly its total, whatever the rounding of each.
+    """
+
+    def value(units: int) -> Decimal:
+        return (line["line_total"] * units / line["quantity"]).quantize(CENT, rounding=ROUND_HALF_UP)
+
+    return value(already_returned + quantity) - value(already_returned)
+
+
+def check_currency(currency: Any) -> None:
+    """An active ISO 4217 code."""
+    if currency not in CURRENCIES:
+        raise InvalidOrderDataError("currency", "must be an active ISO 4217 code, e.g. CNY, EUR, USD")
+
+
+def check_amount(amount: Any, field: str, *, positive: bool) -> Decimal:
+    """Money is a finite Decimal in cents: never a float, never finer than the wire carries."""
+    if not isinstance(amount, Decimal) or not amount.is_finite():
+        raise InvalidOrderDataError(field, "must be a Decimal amount")
+    if amount < 0 or (positive and amount == 0):
+        raise InvalidOrderDataError(field, "must be positive" if positive else "must not be negative")
+    if amount != amount.quantize(CENT):
+        raise InvalidOrderDataError(field, f"must have at most {MONEY_PLACES} decimal places")
+    return amount
+
+
+def check_quantities(lines: Mapping[str, int]) -> dict[str, int]:
+    """A non-empty mapping of SKU to a positive whole quantity."""
+    if not isinstance(lines, Mapping) or not lines:
+        raise InvalidOrderDataError("lines", "must map at least one SKU to a quantity")
+    for sku, quantity in lines.items():
+        check_text(sku, "lines")
+        if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
+            raise InvalidOrderDataError(f"lines.{sku}", "must be a whole number of at least 1")
+    return dict(lines)
+
+
+def check_address(address: Mapping[str, str | None]) -> dict[str, str | None]:
+    """A shipping address with the known fields, the required ones filled, an ISO 3166 country."""
+    if not isinstance(address, Mapping):
+        raise InvalidOrderDataError("shipping_address", "must be an object")
+    unknown = set(address) - set(ADDRESS_FIELDS)
+    if unknown:
+        raise InvalidOrderDataError(f"shipping_address.{sorted(unknown)[0]}", "is not an address field")
+    for name in REQUIRED_ADDRESS_FIELDS:
+        check_text(address.get(name), f"shipping_address.{name}")
+    for name, value in address.items():
+        if value is not None and not isinstance(value, str):
+            raise InvalidOrderDataError(f"shipping_address.{name}", "must be text")
+    country = address["country"]
+    if not (len(country) == 2 and country.isascii() and country.isalpha() and country.isupper()):
+        raise InvalidOrderDataError("shipping_address.country", "must be an ISO 3166-1 alpha-2 code, e.g. CN")
+    return {name: address.get(name) for name in ADDRESS_FIELDS}
+
+
+def check_text(value: Any, field: str) -> None:
+    """Non-blank text."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidOrderDataError(field, "must not be blank")
+
+
+def check_optional_text(value: Any, field: str) -> str | None:
+    """None, or non-blank text."""
+    if value is None:
+        return None
+    check_text(value, field)
+    return value
+
+
+def check_time(at: datetime | None) -> datetime:
+    """When a fact happened (ERP/SCM report it) or now; always timezone-aware."""
+    if at is None:
+        return now()
+    if not isinstance(at, datetime) or at.tzinfo is None:
+        raise InvalidOrderDataError("at", "must be a timezone-aware date and time")
+    return at
