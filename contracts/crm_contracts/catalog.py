@@ -11,6 +11,8 @@ from typing import Any
 from apispec.ext.marshmallow import OpenAPIConverter
 from marshmallow import Schema
 
+SchemaClass = type[Schema]
+
 SAMPLES_DIR = Path(__file__).parent / "samples"
 SCHEMAS_DIR = Path(__file__).parent / "schemas"
 
@@ -22,7 +24,7 @@ class EventContract:
     type: str
     version: int
     origin: str
-    schema: type[Schema]
+    schema: SchemaClass
     sample: dict[str, Any]
 
     @property
@@ -31,7 +33,7 @@ class EventContract:
 
     def json_schema(self) -> dict[str, Any]:
         """The payload schema as JSON Schema (draft 2020-12 compatible subset)."""
-        converter = OpenAPIConverter("3.1.0", schema_name_resolver=lambda s: None, spec=None)
+        converter = OpenAPIConverter("3.1.0", schema_name_resolver=lambda s: None, spec=None)  # type: ignore[arg-type]
         body = converter.schema2jsonschema(self.schema)
         return {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -55,31 +57,31 @@ class Catalog:
         self._contracts: dict[tuple[str, int], EventContract] = {}
 
     def event(
-        self, type: str, version: int, *, origin: str, sample: dict[str, Any]
-    ) -> Callable[[type[Schema]], type[Schema]]:
-        """Class decorator: register a payload schema as event `type` at `version`."""
+        self, event_type: str, version: int, *, origin: str, sample: dict[str, Any]
+    ) -> Callable[[SchemaClass], SchemaClass]:
+        """Class decorator: register a payload schema as event `event_type` at `version`."""
 
-        def register(schema: type[Schema]) -> type[Schema]:
-            key = (type, version)
+        def register(schema: SchemaClass) -> SchemaClass:
+            key = (event_type, version)
             if key in self._contracts:
-                raise ValueError(f"event contract {type} v{version} is registered twice")
-            self._contracts[key] = EventContract(type, version, origin, schema, sample)
-            schema.event_type = type  # type: ignore[attr-defined]
+                raise ValueError(f"event contract {event_type} v{version} is registered twice")
+            self._contracts[key] = EventContract(event_type, version, origin, schema, sample)
+            schema.event_type = event_type  # type: ignore[attr-defined]
             schema.event_version = version  # type: ignore[attr-defined]
             return schema
 
         return register
 
-    def get(self, type: str, version: int) -> EventContract:
+    def get(self, event_type: str, version: int) -> EventContract:
         try:
-            return self._contracts[(type, version)]
+            return self._contracts[(event_type, version)]
         except KeyError:
-            raise KeyError(f"no contract for event {type!r} version {version}") from None
+            raise KeyError(f"no contract for event {event_type!r} version {version}") from None
 
-    def latest(self, type: str) -> EventContract:
-        versions = [c for (t, _), c in self._contracts.items() if t == type]
+    def latest(self, event_type: str) -> EventContract:
+        versions = [c for (t, _), c in self._contracts.items() if t == event_type]
         if not versions:
-            raise KeyError(f"no contract for event {type!r}")
+            raise KeyError(f"no contract for event {event_type!r}")
         return max(versions, key=lambda c: c.version)
 
     def __iter__(self):  # type: ignore[no-untyped-def]

@@ -6,6 +6,8 @@ shipping address travel wherever a subscriber needs them, and every amount comes
 
 from __future__ import annotations
 
+from typing import Any
+
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from crm_contracts.catalog import catalog
@@ -289,7 +291,7 @@ class ConfirmOrderRequest(Request):
     at = fields.AwareDateTime(allow_none=True, load_default=None)
 
 
-def _quantities(**kwargs: object) -> fields.Dict:
+def _quantities(**kwargs: Any) -> fields.Dict:
     return fields.Dict(
         keys=fields.String(validate=SKU),
         values=fields.Integer(strict=True, validate=validate.Range(min=1)),

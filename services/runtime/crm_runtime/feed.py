@@ -82,7 +82,7 @@ class EventFeed:
             "origin": self.origin,
             "position": notification.id,
             "previous": previous,
-            "occurred_at": domain_event.timestamp.isoformat(),
+            "occurred_at": domain_event.timestamp.isoformat(),  # type: ignore[attr-defined]
             "customer_id": integration.customer_id,
             "correlation_id": meta.correlation_id,
             "causation_id": meta.causation_id,

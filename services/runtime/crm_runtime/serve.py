@@ -42,7 +42,7 @@ def nameko_config() -> dict[str, Any]:
     }
 
 
-def load_service(target: str) -> type:
+def load_service(target: str) -> Any:
     module_name, _, class_name = target.partition(":")
     if not class_name:
         raise SystemExit(f"crm-serve: give the service as module:Class, not {target!r}")

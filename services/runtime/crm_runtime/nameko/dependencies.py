@@ -62,7 +62,9 @@ class EventSourcedApplication(DependencyProvider):
 
     def start(self) -> None:
         if config.setting("RELAY_ENABLED", "true") == "true":
-            self.container.spawn_managed_thread(lambda: self.relay.run(self._stopping), identifier="outbox-relay")
+            relay = self.relay
+            assert relay is not None  # built in setup()
+            self.container.spawn_managed_thread(lambda: relay.run(self._stopping), identifier="outbox-relay")
 
     def stop(self) -> None:
         self._stopping.set()
@@ -129,7 +131,9 @@ class InboxConsumer(DependencyProvider):
         )
 
     def start(self) -> None:
-        self.container.spawn_managed_thread(lambda: self.consumer.run(self._stopping), identifier="inbox")
+        consumer = self.consumer
+        assert consumer is not None  # built in setup()
+        self.container.spawn_managed_thread(lambda: consumer.run(self._stopping), identifier="inbox")
 
     def stop(self) -> None:
         self._stopping.set()
