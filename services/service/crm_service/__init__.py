@@ -1,0 +1,1 @@
+"""crm_service: after-sales and the contact centre — cases, SLAs, complaints, surveys, FAQ."""

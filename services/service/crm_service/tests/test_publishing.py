@@ -1,0 +1,95 @@
+"""What the service context publishes: every payload on its feed validates against its contract, and
+every public domain event has a translation."""
+
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+import pytest
+from eventsourcing.domain import Aggregate
+
+from crm_contracts.catalog import catalog
+from crm_runtime.feed import EventFeed
+from crm_service.application import ServiceDesk
+from crm_service.domain import Case, CustomerSatisfaction, FaqArticle, KnowledgeBase
+from crm_service.publishing import translator
+
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+CUSTOMER = uuid4()
+
+PUBLISHED = {
+    "case_opened", "case_acknowledged", "case_classified", "case_assigned", "case_responded",
+    "case_sla_breached", "case_escalated", "case_resolved", "case_closed", "case_reopened",
+    "complaint_registered", "complaint_assessed", "complaint_resolved", "complaint_summarised",
+    "survey_completed", "faq_published", "faq_retired", "faq_used",
+}
+
+
+def domain_events(aggregate):
+    """The event classes an aggregate records (not eventsourcing's base classes Event and Created)."""
+    return {
+        cls for cls in vars(aggregate).values()
+        if isinstance(cls, type) and issubclass(cls, Aggregate.Event) and cls.__name__ not in ("Event", "Created")
+    }
+
+
+INTERNAL = {FaqArticle.Drafted, FaqArticle.Revised, *domain_events(KnowledgeBase),
+            *domain_events(CustomerSatisfaction)}
+
+
+def later(**delta):
+    return T0 + timedelta(**delta)
+
+
+@pytest.fixture
+def desk(event_store_env):
+    """On both stores: what PostgreSQL hands back (UUIDs, aware datetimes) must serialise the same."""
+    app = ServiceDesk(env=event_store_env)
+    yield app
+    app.close()
+
+
+def drive_every_event(desk):
+    """Commands that between them record every kind of domain event the service has."""
+    article = desk.draft_faq("Where is my parcel?", "Track it online.", ["delivery"], "customer_service", now=T0)
+    desk.revise_faq(article.id, "Where is my parcel now?", "Track it online.", ["delivery", "tracking"], now=T0)
+    desk.publish_faq(article.id, now=T0)
+    case = desk.open_case("email", "Parcel not delivered, unacceptable", "", "li.na", CUSTOMER, now=T0)
+    desk.record_faq_use(article.id, case.id, helpful=False, now=later(minutes=1))
+    desk.check_sla(case.id, now=later(hours=25))
+    desk.respond_to_case(case.id, "wang.wei", "Sorry, checking", now=later(hours=26))
+    desk.classify_case(case.id, "customer_service", "important", "wang.wei", now=later(hours=27))
+    desk.assess_complaint(case.id, "delivery", "medium", "courier lost it", now=later(hours=28))
+    desk.escalate_case(case.id, "customer threatens to cancel", now=later(hours=29))
+    desk.resolve_case(case.id, "re-sent by express", now=later(hours=30))
+    desk.summarise_complaint(case.id, "lost parcel", "hand-over not scanned", now=later(hours=31))
+    desk.close_case(case.id, now=later(hours=32))
+    desk.complete_survey(case.id, 4, "fixed in the end", now=later(hours=33))
+    desk.reopen_case(case.id, "second parcel lost too", now=later(days=3))
+    desk.retire_faq(article.id, "new tracking portal", now=later(days=4))
+    return case
+
+
+def test_every_published_payload_validates_against_its_contract(desk):
+    drive_every_event(desk)
+    envelopes = EventFeed(desk, translator).events_since(0, 1000)
+    assert {e["type"] for e in envelopes} == PUBLISHED
+    for envelope in envelopes:
+        contract = catalog.get(envelope["type"], envelope["version"])
+        assert contract.origin == "service"
+        assert contract.schema().validate(envelope["payload"]) == {}, envelope
+    for envelope in envelopes:
+        if envelope["type"].startswith(("case_", "complaint_", "survey_")):
+            assert envelope["customer_id"] == envelope["payload"]["customer_id"] == str(CUSTOMER)
+
+
+def test_every_public_domain_event_has_a_translation_and_internal_ones_none():
+    public = (domain_events(Case) | domain_events(FaqArticle)) - INTERNAL
+    assert set(translator.published_classes) == public
+    assert not INTERNAL & set(translator.published_classes)
+
+
+def test_the_catalog_holds_a_sample_that_loads_for_every_published_type():
+    for event_type in PUBLISHED:
+        contract = catalog.latest(event_type)
+        assert contract.origin == "service"
+        assert contract.schema().validate(contract.sample) == {}
