@@ -65,7 +65,7 @@ bench: install infra  ## benchmark: raw baselines and the platform, as ratios (w
 
 lint:  ## ruff and mypy
 	@$(BIN)/ruff check .
-	@$(BIN)/mypy contracts/crm_contracts services/runtime/crm_runtime
+	@$(BIN)/mypy contracts/crm_contracts services/runtime/crm_runtime gateway/crm_gateway
 
 fmt:  ## format the code with ruff
 	@$(BIN)/ruff format .

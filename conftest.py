@@ -18,11 +18,11 @@ import os  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 
-import crm_runtime  # noqa: E402,F401 - sets PSYCOPG_WAIT_FUNC before psycopg is imported
 import psycopg2  # noqa: E402
 import pytest  # noqa: E402
 from psycopg2 import sql  # noqa: E402
 
+import crm_runtime  # noqa: E402,F401 - sets PSYCOPG_WAIT_FUNC before psycopg is imported
 from tests.support.infrastructure import Infrastructure, drop_database, infrastructure, recreate_database  # noqa: E402
 
 #: One database per pytest process, so test sessions running side by side never meet.

@@ -8,9 +8,13 @@ EMAIL = validate.Email(error="must be a valid email address")
 PHONE = validate.Regexp(r"^\+?[0-9 ()\-]{5,30}$", error="must be a phone number: digits, spaces, + ( ) -")
 
 
+MONEY_SCHEMA = {"type": "string", "format": "decimal", "pattern": r"^-?[0-9]+(\.[0-9]{1,2})?$"}
+
+
 def money(**kwargs) -> fields.Decimal:  # type: ignore[no-untyped-def]
-    """A decimal amount, carried as a string so no float ever touches money."""
-    return fields.Decimal(as_string=True, places=2, **kwargs)
+    """A decimal amount, carried as a string so no float ever touches money (and so documented)."""
+    metadata = {**MONEY_SCHEMA, **kwargs.pop("metadata", {})}
+    return fields.Decimal(as_string=True, places=2, metadata=metadata, **kwargs)
 
 
 class EventPayload(Schema):

@@ -12,9 +12,8 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from crm_contracts.catalog import catalog
 from crm_contracts.fields import PHONE, EventPayload, Request, money
+from crm_contracts.vocabulary.money import CURRENCIES, MAX_DISCOUNT_PERCENT
 from crm_contracts.vocabulary.order import (
-    CURRENCIES,
-    MAX_DISCOUNT_PERCENT,
     ORDER_STATUSES,
     PAYMENT_METHODS,
     PAYMENT_STATUSES,

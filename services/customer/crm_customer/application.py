@@ -7,11 +7,10 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from crm_contracts.errors import StaleVersionError
-from crm_runtime.eventstore import ServiceApplication
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
+from crm_contracts.errors import StaleVersionError
 from crm_customer.domain import (
     Customer,
     CustomerNotFoundError,
@@ -20,6 +19,7 @@ from crm_customer.domain import (
     GradingRule,
     normalise_email,
 )
+from crm_runtime.eventstore import ServiceApplication
 
 
 class Customers(ServiceApplication):

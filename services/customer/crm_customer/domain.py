@@ -8,9 +8,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from eventsourcing.domain import Aggregate, event
+
 from crm_contracts.errors import ConflictError, InvalidRequestError, NotFoundError
 from crm_contracts.vocabulary.customer import CONSENT_CHANNELS, CREDIT_RATINGS, PROFILE_FIELDS, SOURCE_CHANNELS
-from eventsourcing.domain import Aggregate, event
 
 EMAIL_CLAIM_NAMESPACE = uuid.UUID("0d0c7a57-86a4-4c3e-8f0b-5b8d51e4a1f2")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from crm_contracts import customer as contracts
 from crm_contracts.integration import IntegrationEvent, Translator, integration_event
-
 from crm_customer.domain import Customer
 
 translator = Translator(origin="customer")

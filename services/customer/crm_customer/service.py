@@ -6,13 +6,12 @@ from typing import Any
 from uuid import UUID
 
 from crm_contracts import customer as contracts
-from crm_runtime.nameko.dependencies import EventSourcedApplication
-from crm_runtime.nameko.rpc import rpc
-from crm_runtime.nameko.service import EventSourcedService
-
 from crm_customer.application import Customers
 from crm_customer.domain import Customer
 from crm_customer.publishing import translator
+from crm_runtime.nameko.dependencies import EventSourcedApplication
+from crm_runtime.nameko.rpc import rpc
+from crm_runtime.nameko.service import EventSourcedService
 
 _customer = contracts.CustomerSchema()
 

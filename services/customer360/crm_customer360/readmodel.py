@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from crm_runtime.inbox import create_tracking_table
 from psycopg2.extras import Json, execute_values
 
 from crm_customer360 import view as views
+from crm_runtime.inbox import create_tracking_table
 
 SCHEMA = "customer360"
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg2
-from crm_runtime import config
-from crm_runtime.inbox import Fetch, Inbox
 from psycopg2 import sql
 
 from crm_customer360.readmodel import SCHEMA, apply_batch, create_tables
+from crm_runtime import config
+from crm_runtime.inbox import Fetch, Inbox
 
 log = logging.getLogger(__name__)
 

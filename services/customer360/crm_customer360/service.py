@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from crm_contracts.errors import NotFoundError
-from crm_runtime.nameko.dependencies import InboxConsumer, PostgresCursor
-from crm_runtime.nameko.rpc import rpc
-from crm_runtime.nameko.service import ServiceWithHealth
 from nameko.dependency_providers import Config
 from nameko.standalone.rpc import ClusterRpcProxy
 
+from crm_contracts.errors import NotFoundError
 from crm_customer360 import readmodel
 from crm_customer360.rebuild import rebuild, rebuild_report
+from crm_runtime.nameko.dependencies import InboxConsumer, PostgresCursor
+from crm_runtime.nameko.rpc import rpc
+from crm_runtime.nameko.service import ServiceWithHealth
 
 #: Every service whose events feed the view (ARCHITECTURE.md: "every event with a customer").
 ORIGINS = ["customer", "marketing", "sales", "order", "service", "loyalty"]

@@ -29,11 +29,9 @@ from typing import Any
 from eventsourcing.domain import Aggregate, event
 
 from crm_contracts.errors import ConflictError, InvalidRequestError, NotFoundError, RuleViolationError
+from crm_contracts.vocabulary.money import CURRENCIES, MAX_DISCOUNT_PERCENT, MONEY_PLACES
 from crm_contracts.vocabulary.order import (
     ADDRESS_FIELDS,
-    CURRENCIES,
-    MAX_DISCOUNT_PERCENT,
-    MONEY_PLACES,
     PAYMENT_METHODS,
     REQUIRED_ADDRESS_FIELDS,
 )

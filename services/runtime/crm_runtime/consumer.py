@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import kombu
-from crm_contracts.envelope import DEAD_LETTER_EXCHANGE, EXCHANGE, EnvelopeSchema
 from marshmallow import ValidationError
 
+from crm_contracts.envelope import DEAD_LETTER_EXCHANGE, EXCHANGE, EnvelopeSchema
 from crm_runtime.inbox import Inbox, Outcome
 
 log = logging.getLogger(__name__)

@@ -12,10 +12,12 @@ import contextvars
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, ClassVar
 
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import JSONTranscoder, Transcoding
 
 from crm_runtime import config
 
@@ -166,6 +168,19 @@ class GroupCommit:
             pending.wake.set()
 
 
+class DateAsISO(Transcoding):
+    """Stores a `date` (a schedule, an expected close date) as an ISO string: eventsourcing knows datetime only."""
+
+    type = date
+    name = "date_iso"
+
+    def encode(self, obj: date) -> str:
+        return obj.isoformat()
+
+    def decode(self, data: str) -> date:
+        return date.fromisoformat(data)
+
+
 class ServiceApplication(Application):
     """Base of every service's eventsourcing Application."""
 
@@ -192,6 +207,11 @@ class ServiceApplication(Application):
         if self._group_commit is not None:
             return self._group_commit.save(*objs, **kwargs)
         return super().save(*objs, **kwargs)
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        """The library's transcodings, plus dates."""
+        super().register_transcodings(transcoder)
+        transcoder.register(DateAsISO())
 
     @property
     def uses_postgres(self) -> bool:

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from crm_contracts.envelope import event_id_for
-from crm_contracts.integration import Translator
 from eventsourcing.application import Application
 
+from crm_contracts.envelope import event_id_for
+from crm_contracts.integration import Translator
 from crm_runtime.eventstore import event_metadata
 
 #: Notifications read from the log per query while scanning.

@@ -26,7 +26,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "correlation_id": current_metadata().correlation_id,
         }
-        for key in ("origin", "position", "event_id", "count", "reason"):
+        for key in ("origin", "position", "event_id", "count", "reason", "method", "path", "status", "duration_ms"):
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
         if record.exc_info:
@@ -41,7 +41,9 @@ def configure_logging(service: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
-    for noisy in ("kombu", "nameko", "eventsourcing", "werkzeug"):
+    for noisy in ("kombu", "eventsourcing", "werkzeug"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # nameko logs each expected error (a 404, a 409) as a warning with a traceback; crashes stay errors.
+    logging.getLogger("nameko").setLevel(logging.ERROR)
     # py-amqp warns about each basic.return that arrives while an RPC client closes its channel.
     logging.getLogger("amqp").setLevel(logging.ERROR)

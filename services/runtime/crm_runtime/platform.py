@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -48,6 +49,11 @@ def processes(env: Mapping[str, str]) -> list[Process]:
     ]
 
 
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 class LocalPlatform:
     """Starts, watches and stops the platform's processes under one run directory."""
 
@@ -55,6 +61,7 @@ class LocalPlatform:
         self.run_dir = run_dir
         self.env = {**os.environ, **(env or {}), "CREATE_TABLE": "false"}
         self.processes = {p.name: p for p in processes(self.env)}
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
 
     def pid_file(self, name: str) -> Path:
         return self.run_dir / f"{name}.pid"
@@ -75,6 +82,11 @@ class LocalPlatform:
         process = self.processes[name]
         if self.pid(name):
             return self.pid(name)  # type: ignore[return-value]
+        if port_in_use(process.port):
+            raise RuntimeError(
+                f"port {process.port} for {name} is taken by another process: is a platform already running "
+                f"(`make stop`), or set GATEWAY_PORT / SERVICE_BASE_PORT"
+            )
         env = {**self.env, "WEB_SERVER_ADDRESS": f"127.0.0.1:{process.port}"}
         with open(self.log_file(name), "ab") as log:
             child = subprocess.Popen(
@@ -82,10 +94,14 @@ class LocalPlatform:
                 env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         self.pid_file(name).write_text(str(child.pid))
+        self._children[name] = child
         return child.pid
 
     def pid(self, name: str) -> int | None:
         """The pid of a running process of ours, or None."""
+        child = self._children.get(name)
+        if child is not None and child.poll() is not None:  # exited (and reaped: no zombie left)
+            return None
         try:
             pid = int(self.pid_file(name).read_text())
             os.kill(pid, 0)

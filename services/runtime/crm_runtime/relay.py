@@ -23,9 +23,9 @@ from typing import Any
 import amqp
 import kombu
 import psycopg2
-from crm_contracts.envelope import EXCHANGE, routing_key
 from psycopg2 import sql
 
+from crm_contracts.envelope import EXCHANGE, routing_key
 from crm_runtime.feed import EventFeed
 
 log = logging.getLogger(__name__)

@@ -3,13 +3,13 @@
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from crm_contracts.errors import StaleVersionError
-from crm_runtime.eventstore import command_metadata
-from crm_runtime.feed import EventFeed
 
+from crm_contracts.errors import StaleVersionError
 from crm_customer.application import Customers
 from crm_customer.domain import CustomerNotFoundError, EmailTakenError
 from crm_customer.publishing import translator
+from crm_runtime.eventstore import command_metadata
+from crm_runtime.feed import EventFeed
 
 
 @pytest.fixture

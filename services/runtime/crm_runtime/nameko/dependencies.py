@@ -10,10 +10,10 @@ from typing import Any
 
 import psycopg2
 import psycopg2.pool
-from crm_contracts.integration import Translator
 from nameko.extensions import DependencyProvider
 from nameko.standalone.rpc import ClusterRpcProxy
 
+from crm_contracts.integration import Translator
 from crm_runtime import config
 from crm_runtime.consumer import EnvelopeConsumer
 from crm_runtime.eventstore import CommandMetadata, ServiceApplication, use_metadata
@@ -184,12 +184,15 @@ class PostgresCursor(DependencyProvider):
     def setup(self) -> None:
         size = int(config.setting("READ_POOL_SIZE", "10"))
         self.pool = psycopg2.pool.ThreadedConnectionPool(1, size, config.postgres_dsn(self.schema))
+        # psycopg2's pool raises when empty; workers (up to MAX_WORKERS) wait for a connection instead.
+        self._available = threading.BoundedSemaphore(size)
 
     def stop(self) -> None:
         if self.pool is not None:
             self.pool.closeall()
 
     def get_dependency(self, worker_ctx: Any) -> Any:
+        self._available.acquire()
         conn = self.pool.getconn()
         self._held[worker_ctx] = conn
         return conn.cursor()
@@ -198,21 +201,25 @@ class PostgresCursor(DependencyProvider):
         conn = self._held.pop(worker_ctx, None)
         if conn is None:
             return
-        if exc_info is None:
-            conn.commit()
-        else:
-            conn.rollback()
-        self.pool.putconn(conn)
+        try:
+            if exc_info is None:
+                conn.commit()
+            else:
+                conn.rollback()
+        finally:
+            self.pool.putconn(conn, close=conn.closed != 0)
+            self._available.release()
 
     def health_check(self) -> dict[str, Any]:
         try:
-            conn = self.pool.getconn()
-            try:
-                with conn.cursor() as cur:
-                    cur.execute("SELECT 1")
-                conn.rollback()
-            finally:
-                self.pool.putconn(conn)
+            with self._available:
+                conn = self.pool.getconn()
+                try:
+                    with conn.cursor() as cur:
+                        cur.execute("SELECT 1")
+                    conn.rollback()
+                finally:
+                    self.pool.putconn(conn, close=conn.closed != 0)
             return {"ok": True, "database": "ok"}
         except psycopg2.Error as exc:
             return {"ok": False, "database": f"error: {exc}"}

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from crm_contracts.errors import CrmError, ServiceError
 from marshmallow import ValidationError
 from nameko.exceptions import get_module_path, registry
 from nameko.rpc import Rpc
+
+from crm_contracts.errors import CrmError, ServiceError
 
 # Rebuild ServiceError (with code, message, details) on the caller's side instead of RemoteError.
 registry[get_module_path(ServiceError)] = ServiceError

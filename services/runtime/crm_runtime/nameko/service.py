@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
-from crm_contracts.integration import Translator
 from nameko.web.handlers import http
 from werkzeug.wrappers import Response
 
+from crm_contracts.integration import Translator
 from crm_runtime.feed import EventFeed
 from crm_runtime.nameko.dependencies import Health
 from crm_runtime.nameko.rpc import rpc

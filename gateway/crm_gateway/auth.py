@@ -1,0 +1,152 @@
+"""Bearer JWT authentication (HS256) with scopes.
+
+The secret comes from CRM_JWT_SECRET. Without it a development secret is used and a warning is logged
+at every start: tokens signed with it are worthless outside a developer's machine.
+
+`python -m crm_gateway.auth` prints a development token (what `make token` runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from nameko.extensions import DependencyProvider
+
+from crm_gateway.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+READ = "crm:read"
+WRITE = "crm:write"
+ADMIN = "crm:admin"
+ALGORITHM = "HS256"
+#: Used only when CRM_JWT_SECRET is unset; long enough for HS256 (PyJWT warns about short keys).
+DEVELOPMENT_SECRET = "crm-development-secret-do-not-use-in-production"
+REALM = "crm"
+#: Clock skew tolerated between the token issuer and this gateway, in seconds.
+LEEWAY = 30
+
+_warned = False
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the token's subject and the scopes it grants."""
+
+    subject: str
+    scopes: frozenset[str]
+
+
+def jwt_secret() -> str:
+    """The signing secret: CRM_JWT_SECRET, else the development secret (with a loud warning)."""
+    global _warned
+    secret = os.environ.get("CRM_JWT_SECRET")
+    if secret:
+        return secret
+    if not _warned:
+        _warned = True
+        log.warning(
+            "CRM_JWT_SECRET is not set: using the DEVELOPMENT secret. Anyone can mint tokens for this "
+            "gateway. Set CRM_JWT_SECRET before exposing it to anything but your own machine."
+        )
+    return DEVELOPMENT_SECRET
+
+
+def issue_token(
+    subject: str = "developer",
+    scopes: Iterable[str] = (READ, WRITE),
+    ttl_seconds: int = 12 * 3600,
+    secret: str | None = None,
+) -> str:
+    """A signed token for `subject` with `scopes` (space-separated in the `scope` claim, as OAuth 2 does)."""
+    now = int(time.time())
+    claims = {"sub": subject, "scope": " ".join(scopes), "iat": now, "exp": now + ttl_seconds}
+    return jwt.encode(claims, secret or jwt_secret(), algorithm=ALGORITHM)
+
+
+def _challenge(error: str | None = None, description: str | None = None, scope: str | None = None) -> str:
+    # RFC 6750 section 3: a request without credentials gets the bare challenge, no error code.
+    parts = [f'realm="{REALM}"']
+    if error:
+        parts.append(f'error="{error}"')
+    if description:
+        parts.append('error_description="{}"'.format(description.replace('"', "'")))
+    if scope:
+        parts.append(f'scope="{scope}"')
+    return "Bearer " + ", ".join(parts)
+
+
+def unauthorized(message: str, error: str | None = "invalid_token") -> ApiError:
+    """401 with the WWW-Authenticate challenge."""
+    challenge = _challenge(error, message if error else None)
+    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": challenge})
+
+
+def scopes_of(claims: dict[str, Any]) -> frozenset[str]:
+    """Scopes from `scope` (space-separated string) or `scopes` (list), whichever the issuer used."""
+    raw = claims.get("scope", claims.get("scopes", ""))
+    if isinstance(raw, str):
+        return frozenset(raw.split())
+    if isinstance(raw, list):
+        return frozenset(str(s) for s in raw)
+    return frozenset()
+
+
+def authenticate(authorization: str | None, scope: str) -> Principal:
+    """The caller of a request with this Authorization header, if it holds `scope`; else 401 or 403."""
+    if not authorization:
+        raise unauthorized("a bearer token is required (Authorization: Bearer <token>)", error=None)
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise unauthorized("the Authorization header must be 'Bearer <token>'", error="invalid_request")
+    try:
+        claims = jwt.decode(
+            token, jwt_secret(), algorithms=[ALGORITHM], leeway=LEEWAY, options={"require": ["exp", "sub"]}
+        )
+    except jwt.ExpiredSignatureError:
+        raise unauthorized("the token has expired") from None
+    except jwt.InvalidTokenError as exc:
+        raise unauthorized(f"the token is not valid: {exc}") from None
+    principal = Principal(subject=str(claims["sub"]), scopes=scopes_of(claims))
+    if scope not in principal.scopes:
+        raise ApiError(
+            403,
+            "forbidden",
+            f"the token does not grant the scope {scope}",
+            headers={"WWW-Authenticate": _challenge("insufficient_scope", f"requires {scope}", scope)},
+        )
+    return principal
+
+
+class JwtSettings(DependencyProvider):
+    """Reads the signing secret when the service starts, so a missing CRM_JWT_SECRET is reported then."""
+
+    def setup(self) -> None:
+        jwt_secret()
+
+    def get_dependency(self, worker_ctx: Any) -> None:
+        return None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print a development token."""
+    parser = argparse.ArgumentParser(description="Print a CRM gateway JWT signed with CRM_JWT_SECRET.")
+    parser.add_argument("--subject", default="developer", help="the token's sub claim (default: developer)")
+    parser.add_argument("--scope", action="append", default=[], help="an extra scope, e.g. crm:admin (repeatable)")
+    parser.add_argument("--hours", type=float, default=12, help="lifetime in hours (default: 12)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    scopes = [READ, WRITE, *[s for s in args.scope if s not in (READ, WRITE)]]
+    print(issue_token(args.subject, scopes, int(args.hours * 3600)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Every error answer of the gateway: one table from service error codes to HTTP statuses, one JSON shape.
+
+The body is always `{"error": {"code": ..., "message": ..., "fields": {field: [reasons]}}}`, plus
+`details` when the service said more (the existing customer of a taken email, the current version).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from marshmallow import ValidationError
+from werkzeug.wrappers import Response
+
+from crm_contracts.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+#: The one mapping from a service's error code (crm_contracts.errors) to the HTTP status a client sees.
+STATUS_BY_CODE: dict[str, int] = {
+    "not_found": 404,
+    "conflict": 409,
+    "stale_version": 412,
+    "invalid": 422,
+    "rule_violation": 409,
+}
+
+Fields = dict[str, list[str]]
+
+
+class ApiError(Exception):
+    """An error answered at the edge, before (or instead of) any service call."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        fields: Fields | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.fields = fields or {}
+        self.headers = dict(headers or {})
+
+
+class ServiceUnavailableError(Exception):
+    """A service did not answer: it is not running, or it did not reply in time."""
+
+    def __init__(self, service: str, reason: str) -> None:
+        super().__init__(f"the {service} service is unavailable: {reason}")
+        self.service = service
+
+
+class UpstreamError(Exception):
+    """A service answered with an unexpected error (a bug there, not bad input here)."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__(f"the {service} service failed to handle the request")
+        self.service = service
+
+
+def flatten_messages(messages: Any, prefix: str = "") -> Fields:
+    """marshmallow's nested messages as `{"a.b": [reasons]}`, so every bad field is named once."""
+    if isinstance(messages, Mapping):
+        flat: Fields = {}
+        for key, value in messages.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            flat.update(flatten_messages(value, name))
+        return flat
+    if isinstance(messages, list | tuple) and all(isinstance(m, str) for m in messages):
+        return {prefix or "_schema": list(messages)}
+    if isinstance(messages, list | tuple):
+        flat = {}
+        for index, value in enumerate(messages):
+            flat.update(flatten_messages(value, f"{prefix}.{index}" if prefix else str(index)))
+        return flat
+    return {prefix or "_schema": [str(messages)]}
+
+
+def error_body(code: str, message: str, fields: Fields | None = None, details: Mapping[str, Any] | None = None) -> dict:
+    """The JSON error document."""
+    error: dict[str, Any] = {"code": code, "message": message, "fields": fields or {}}
+    if details:
+        error["details"] = dict(details)
+    return {"error": error}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    fields: Fields | None = None,
+    headers: Mapping[str, str] | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> Response:
+    """A JSON error answer."""
+    body = json.dumps(error_body(code, message, fields, details), default=str)
+    return Response(body, status=status, headers=dict(headers or {}), mimetype="application/json")
+
+
+def response_for(exc: BaseException) -> Response:
+    """The HTTP answer to any exception raised while handling a request."""
+    if isinstance(exc, ApiError):
+        return error_response(exc.status, exc.code, exc.message, exc.fields, exc.headers)
+    if isinstance(exc, ValidationError):
+        return error_response(422, "invalid", "the request is not valid", flatten_messages(exc.messages))
+    if isinstance(exc, ServiceError):
+        details = dict(exc.details)
+        fields = flatten_messages(details.pop("fields")) if details.get("fields") else {}
+        status = STATUS_BY_CODE.get(exc.code)
+        if status is None:
+            # A code this table does not know is a contract drift between service and gateway.
+            log.error("unmapped service error code %r: %s", exc.code, exc.message)
+            status = 500
+        return error_response(status, exc.code, exc.message, fields, details=details)
+    if isinstance(exc, ServiceUnavailableError):
+        return error_response(503, "service_unavailable", str(exc), headers={"Retry-After": "5"})
+    if isinstance(exc, UpstreamError):
+        return error_response(502, "upstream_error", str(exc))
+    log.exception("unexpected error while handling a request", exc_info=exc)
+    return error_response(500, "internal", "unexpected error; X-Correlation-Id finds it in the gateway's logs")

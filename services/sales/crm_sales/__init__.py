@@ -1,0 +1,1 @@
+"""The sales bounded context: opportunities, quotes, pipeline and forecast."""

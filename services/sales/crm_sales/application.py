@@ -1,0 +1,247 @@
+"""Opportunities: the sales service's commands (load, call, save) and pipeline queries."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+
+from crm_contracts.errors import StaleVersionError
+from crm_contracts.vocabulary.sales import OPEN_STAGES
+from crm_runtime.eventstore import ServiceApplication
+from crm_sales.domain import (
+    ZERO,
+    Opportunity,
+    OpportunityAlreadyOpenedError,
+    OpportunityNotFoundError,
+    StageProbabilities,
+)
+
+#: Notifications read from the log per page while folding it for a query.
+FOLD_PAGE = 1000
+RATE_PLACES = Decimal("0.0001")
+
+
+
+
+@dataclass(frozen=True)
+class PipelineTotals:
+    """Open opportunities grouped by one key (a stage, a close month, a rep) in one currency."""
+
+    key: str
+    currency: str
+    count: int
+    amount: Decimal
+    weighted_amount: Decimal
+
+
+@dataclass(frozen=True)
+class WinRate:
+    """Closed opportunities: how many were won and lost, and the share won (None before any closed)."""
+
+    won: int
+    lost: int
+    rate: Decimal | None
+
+
+class Opportunities(ServiceApplication):
+    """The sales pipeline: opportunities and their quotes."""
+
+    service = "sales"
+    stage_probabilities = StageProbabilities()
+
+
+    # --- commands --------------------------------------------------------------------------------
+
+    def open(
+        self,
+        customer_id: UUID,
+        title: str,
+        owner: str,
+        amount: Decimal,
+        currency: str,
+        expected_close_date: date,
+        lead_id: UUID | None = None,
+        at: datetime | None = None,
+    ) -> Opportunity:
+        """Open an opportunity; from a lead at most once (its id derives from the lead's)."""
+        opportunity = Opportunity.open(
+            customer_id, title, owner, amount, currency, expected_close_date, self.stage_probabilities, lead_id, at
+        )
+        try:
+            self.save(opportunity)
+        except IntegrityError:
+            if lead_id is None:
+                raise
+            raise OpportunityAlreadyOpenedError(lead_id, opportunity.id) from None
+        return opportunity
+
+    def move_to_stage(
+        self,
+        opportunity_id: UUID,
+        stage: str,
+        probability: int | None = None,
+        at: datetime | None = None,
+        expected_version: int | None = None,
+    ) -> Opportunity:
+        """Move to another open stage, with the stage's default probability unless one is given."""
+        return self._change(
+            opportunity_id, expected_version, lambda o: o.move_to(stage, self.stage_probabilities, probability, at)
+        )
+
+    def change_amount(self, opportunity_id: UUID, amount: Decimal, expected_version: int | None = None) -> Opportunity:
+        """Revise the estimated amount."""
+        return self._change(opportunity_id, expected_version, lambda o: o.change_amount(amount))
+
+    def change_expected_close_date(
+        self, opportunity_id: UUID, expected_close_date: date, expected_version: int | None = None
+    ) -> Opportunity:
+        """Move the expected close date."""
+        return self._change(
+            opportunity_id, expected_version, lambda o: o.change_expected_close_date(expected_close_date)
+        )
+
+    def reassign(self, opportunity_id: UUID, owner: str, expected_version: int | None = None) -> Opportunity:
+        """Hand the opportunity to another sales rep."""
+        return self._change(opportunity_id, expected_version, lambda o: o.reassign(owner))
+
+    def send_quote(
+        self,
+        opportunity_id: UUID,
+        lines: Sequence[Mapping[str, Any]],
+        at: datetime | None = None,
+        expected_version: int | None = None,
+    ) -> Opportunity:
+        """Send a new quote version (it supersedes the previous one): the opportunity's `current_quote`."""
+        return self._change(opportunity_id, expected_version, lambda o: o.send_quote(lines, at))
+
+    def accept_quote(
+        self, opportunity_id: UUID, quote_id: UUID, at: datetime | None = None, expected_version: int | None = None
+    ) -> Opportunity:
+        """Record the customer's acceptance of the current quote version."""
+        return self._change(opportunity_id, expected_version, lambda o: o.accept_quote(quote_id, at))
+
+    def reject_quote(
+        self,
+        opportunity_id: UUID,
+        quote_id: UUID,
+        reason: str | None = None,
+        at: datetime | None = None,
+        expected_version: int | None = None,
+    ) -> Opportunity:
+        """Record the customer's rejection of the current quote version."""
+        return self._change(opportunity_id, expected_version, lambda o: o.reject_quote(quote_id, reason, at))
+
+    def win(self, opportunity_id: UUID, at: datetime | None = None, expected_version: int | None = None) -> Opportunity:
+        """Close as won with the accepted quote (order creates the order from the published event)."""
+        return self._change(opportunity_id, expected_version, lambda o: o.win(self.stage_probabilities, at))
+
+    def lose(
+        self, opportunity_id: UUID, reason: str, at: datetime | None = None, expected_version: int | None = None
+    ) -> Opportunity:
+        """Close as lost, with the reason."""
+        return self._change(opportunity_id, expected_version, lambda o: o.lose(reason, self.stage_probabilities, at))
+
+    def opportunity(self, opportunity_id: UUID, expected_version: int | None = None) -> Opportunity:
+        """Load an opportunity; with `expected_version`, insist it is the current version."""
+        try:
+            opportunity: Opportunity = self.repository.get(opportunity_id)
+        except AggregateNotFoundError:
+            raise OpportunityNotFoundError(
+                f"opportunity {opportunity_id} not found", opportunity_id=str(opportunity_id)
+            ) from None
+        if expected_version is not None and opportunity.version != expected_version:
+            raise StaleVersionError(
+                f"opportunity {opportunity_id} is at version {opportunity.version}, not {expected_version}",
+                current_version=opportunity.version,
+            )
+        return opportunity
+
+    def _change(
+        self, opportunity_id: UUID, expected_version: int | None, command: Callable[[Opportunity], object]
+    ) -> Opportunity:
+        """Load, call, save. A domain error leaves nothing saved; losing a race is a stale version."""
+        opportunity = self.opportunity(opportunity_id, expected_version)
+        command(opportunity)
+        try:
+            self.save(opportunity)
+        except IntegrityError:
+            raise StaleVersionError(
+                f"opportunity {opportunity_id} was changed concurrently; reload it and retry"
+            ) from None
+        return opportunity
+
+    # --- queries ---------------------------------------------------------------------------------
+
+    def pipeline(self) -> list[PipelineTotals]:
+        """Open opportunities by stage (in pipeline order) and currency: count, amount, weighted amount."""
+        order = {stage: index for index, stage in enumerate(OPEN_STAGES)}
+        rows = _totals(self._open_opportunities(), lambda o: o.stage)
+        return sorted(rows, key=lambda row: (row.currency, order[row.key]))
+
+    def forecast_by_month(self) -> list[PipelineTotals]:
+        """Open opportunities by expected close month ("YYYY-MM") and currency, weighted by probability."""
+        return _totals(self._open_opportunities(), lambda o: o.expected_close_date.strftime("%Y-%m"))
+
+    def forecast_by_rep(self) -> list[PipelineTotals]:
+        """Open opportunities by owning sales rep and currency, weighted by probability."""
+        return _totals(self._open_opportunities(), lambda o: o.owner)
+
+    def win_rate(self, owner: str | None = None) -> WinRate:
+        """The share of closed opportunities that were won, for everyone or for one rep."""
+        closed = [o for o in self.all_opportunities() if o.is_closed and owner in (None, o.owner)]
+        won = sum(1 for o in closed if o.stage == "won")
+        lost = len(closed) - won
+        rate = (Decimal(won) / len(closed)).quantize(RATE_PLACES, rounding=ROUND_HALF_UP) if closed else None
+        return WinRate(won=won, lost=lost, rate=rate)
+
+    def all_opportunities(self) -> list[Opportunity]:
+        """Every opportunity's current state, replayed from this application's notification log.
+
+        An event store has no index of its aggregates, and the read model that will answer these
+        queries comes in a later issue. Until then each query folds the whole log: every event in
+        commit order, applied with the aggregate's own event classes, so a query can never disagree
+        with the aggregates. The cost is honest and linear: every stored event is read and decoded
+        on every query, and every opportunity is held in memory. Fine for a pipeline of thousands;
+        not for millions.
+        """
+        states: dict[UUID, Any] = {}
+        position = 0
+        while True:
+            notifications = self.recorder.select_notifications(
+                start=position, limit=FOLD_PAGE, inclusive_of_start=False
+            )
+            for notification in notifications:
+                domain_event = self.mapper.to_domain_event(notification)
+                states[domain_event.originator_id] = domain_event.mutate(states.get(domain_event.originator_id))
+                position = notification.id
+            if len(notifications) < FOLD_PAGE:
+                return [state for state in states.values() if isinstance(state, Opportunity)]
+
+    def _open_opportunities(self) -> list[Opportunity]:
+        return [o for o in self.all_opportunities() if not o.is_closed]
+
+
+def _totals(opportunities: Iterable[Opportunity], key: Callable[[Opportunity], str]) -> list[PipelineTotals]:
+    """Group opportunities by `key` and currency (amounts in different currencies never add up)."""
+    groups: dict[tuple[str, str], list[Opportunity]] = defaultdict(list)
+    for opportunity in opportunities:
+        groups[(key(opportunity), opportunity.currency)].append(opportunity)
+    return [
+        PipelineTotals(
+            key=group_key,
+            currency=currency,
+            count=len(members),
+            amount=sum((o.amount for o in members), ZERO),
+            # Each opportunity's weighted amount is rounded first, so every grouping adds up alike.
+            weighted_amount=sum((o.weighted_amount for o in members), ZERO),
+        )
+        for (group_key, currency), members in sorted(groups.items())
+    ]
