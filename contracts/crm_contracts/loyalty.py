@@ -1,0 +1,243 @@
+"""Contracts of the loyalty service: its published events and its request/response payloads."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from crm_contracts.catalog import catalog
+from crm_contracts.fields import EventPayload, Request, money
+from crm_contracts.vocabulary.loyalty import (
+    BENEFIT_KINDS,
+    BENEFIT_LEVELS,
+    REWARD_CODE_MAX_LENGTH,
+    TIER_CHANGE_REASONS,
+    TIER_DIRECTIONS,
+)
+
+ORIGIN = "loyalty"
+_ACCOUNT = "9a4e1c6b-2f3d-5b7a-8c1e-4d6f0a2b3c5d"
+_CUSTOMER = "3f2b8c1e-5d4a-4f6b-9c7d-2e1a0b9c8d7e"
+_ORDER = "7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f"
+
+CURRENCY = validate.Length(equal=3)
+POINTS = validate.Range(min=0)
+
+
+# --- published events ---------------------------------------------------------------------------
+
+@catalog.event(
+    "loyalty_account_enrolled", 1, origin=ORIGIN,
+    sample={"account_id": _ACCOUNT, "customer_id": _CUSTOMER, "tier": "bronze", "currency": "CNY",
+            "enrolled_at": "2026-11-20T09:30:00+00:00"},
+)
+class LoyaltyAccountEnrolledV1(EventPayload):
+    """The customer joined the loyalty programme (one account per customer) in its entry tier."""
+
+    account_id = fields.UUID(required=True)
+    customer_id = fields.UUID(required=True)
+    tier = fields.String(required=True)
+    currency = fields.String(required=True, validate=CURRENCY)
+    enrolled_at = fields.AwareDateTime(required=True)
+
+
+@catalog.event(
+    "points_earned", 1, origin=ORIGIN,
+    sample={"account_id": _ACCOUNT, "customer_id": _CUSTOMER, "order_id": _ORDER, "amount": "12400.00",
+            "currency": "CNY", "points": 15500, "tier": "silver", "points_per_unit": "1.25",
+            "earned_at": "2026-11-25T16:45:00+00:00", "expires_at": "2027-11-25T16:45:00+00:00",
+            "balance": 28100},
+)
+class PointsEarnedV1(EventPayload):
+    """Points were earned on a paid order at the tier's rate (once per order); they expire at `expires_at`."""
+
+    account_id = fields.UUID(required=True)
+    customer_id = fields.UUID(required=True)
+    order_id = fields.UUID(required=True)
+    amount = money(required=True)
+    currency = fields.String(required=True, validate=CURRENCY)
+    points = fields.Integer(required=True, validate=POINTS)
+    tier = fields.String(required=True, metadata={"description": "the tier whose rate applied"})
+    points_per_unit = fields.Decimal(required=True, as_string=True)
+    earned_at = fields.AwareDateTime(required=True)
+    expires_at = fields.AwareDateTime(required=True)
+    balance = fields.Integer(required=True, validate=POINTS, metadata={"description": "points held afterwards"})
+
+
+@catalog.event(
+    "points_redeemed", 1, origin=ORIGIN,
+    sample={"account_id": _ACCOUNT, "customer_id": _CUSTOMER,
+            "redemption_id": "0e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a", "reward_code": "VOUCHER-100",
+            "points": 10000, "redeemed_at": "2026-12-01T10:00:00+00:00", "balance": 18100},
+)
+class PointsRedeemedV1(EventPayload):
+    """Points were spent on a reward, oldest points first; the balance never goes below zero."""
+
+    account_id = fields.UUID(required=True)
+    customer_id = fields.UUID(required=True)
+    redemption_id = fields.UUID(required=True)
+    reward_code = fields.String(required=True)
+    points = fields.Integer(required=True, validate=validate.Range(min=1))
+    redeemed_at = fields.AwareDateTime(required=True)
+    balance = fields.Integer(required=True, validate=POINTS, metadata={"description": "points held afterwards"})
+
+
+class ExpiredLotV1(EventPayload):
+    """The points of one earning (one order) that expired."""
+
+    order_id = fields.UUID(required=True)
+    earned_at = fields.AwareDateTime(required=True)
+    points = fields.Integer(required=True, validate=validate.Range(min=1))
+
+
+@catalog.event(
+    "points_expired", 1, origin=ORIGIN,
+    sample={"account_id": _ACCOUNT, "customer_id": _CUSTOMER, "points": 2600,
+            "lots": [{"order_id": _ORDER, "earned_at": "2025-11-25T16:45:00+00:00", "points": 2600}],
+            "expired_at": "2026-11-26T00:00:00+00:00", "balance": 15500},
+)
+class PointsExpiredV1(EventPayload):
+    """Points reached the end of their validity and expired, oldest first; `lots` says which earnings."""
+
+    account_id = fields.UUID(required=True)
+    customer_id = fields.UUID(required=True)
+    points = fields.Integer(required=True, validate=validate.Range(min=1))
+    lots = fields.List(fields.Nested(ExpiredLotV1), required=True)
+    expired_at = fields.AwareDateTime(required=True)
+    balance = fields.Integer(required=True, validate=POINTS, metadata={"description": "points held afterwards"})
+
+
+@catalog.event(
+    "tier_changed", 1, origin=ORIGIN,
+    sample={"account_id": _ACCOUNT, "customer_id": _CUSTOMER, "from_tier": "bronze", "to_tier": "silver",
+            "direction": "up", "rolling_spend": "12400.00", "currency": "CNY",
+            "changed_at": "2026-11-25T16:45:00+00:00", "reason": "earn"},
+)
+class TierChangedV1(EventPayload):
+    """The tier moved up or down with the rolling 12-month spend; `reason` is the command that noticed."""
+
+    account_id = fields.UUID(required=True)
+    customer_id = fields.UUID(required=True)
+    from_tier = fields.String(required=True)
+    to_tier = fields.String(required=True)
+    direction = fields.String(required=True, validate=validate.OneOf(TIER_DIRECTIONS))
+    rolling_spend = money(required=True)
+    currency = fields.String(required=True, validate=CURRENCY)
+    changed_at = fields.AwareDateTime(required=True)
+    reason = fields.String(required=True, validate=validate.OneOf(TIER_CHANGE_REASONS))
+
+
+@catalog.event(
+    "retention_benefit_granted", 1, origin=ORIGIN,
+    sample={"account_id": _ACCOUNT, "customer_id": _CUSTOMER,
+            "benefit_id": "5b4a3928-1706-4f5e-8d4c-3b2a19080706", "level": "financial", "kind": "discount",
+            "description": "5% off every order", "granted_at": "2026-11-25T16:45:00+00:00",
+            "reason": "reached silver tier"},
+)
+class RetentionBenefitGrantedV1(EventPayload):
+    """A retention benefit was granted: financial (discounts, points), social (personal attention) or
+    structural (bonds that raise switching cost)."""
+
+    account_id = fields.UUID(required=True)
+    customer_id = fields.UUID(required=True)
+    benefit_id = fields.UUID(required=True)
+    level = fields.String(required=True, validate=validate.OneOf(BENEFIT_LEVELS))
+    kind = fields.String(required=True)
+    description = fields.String(required=True)
+    granted_at = fields.AwareDateTime(required=True)
+    reason = fields.String(allow_none=True, load_default=None)
+
+
+# --- requests and responses ---------------------------------------------------------------------
+
+class EnrolRequest(Request):
+    """Enrol a customer in the loyalty programme. Example: {"customer_id": "3f2b8c1e-5d4a-4f6b-9c7d-2e1a0b9c8d7e"}"""
+
+    customer_id = fields.UUID(required=True)
+    at = fields.AwareDateTime(load_default=None, allow_none=True)
+
+
+class EarnPointsRequest(Request):
+    """Earn points on a paid order (idempotent per order).
+    Example: {"order_id": "7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f", "amount": "12400.00", "currency": "CNY",
+    "paid_at": "2026-11-25T16:45:00+00:00"}"""
+
+    order_id = fields.UUID(required=True)
+    amount = money(required=True, validate=validate.Range(min=0))
+    currency = fields.String(required=True, validate=CURRENCY)
+    paid_at = fields.AwareDateTime(required=True)
+
+
+class RedeemPointsRequest(Request):
+    """Redeem points for a reward. Example: {"reward_code": "VOUCHER-100", "points": 10000}"""
+
+    reward_code = fields.String(required=True, validate=validate.Length(min=1, max=REWARD_CODE_MAX_LENGTH))
+    points = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+
+
+class ExpirePointsRequest(Request):
+    """Expire the points due at `now` (default: the time of the request) and review the tier. Example: {}"""
+
+    now = fields.AwareDateTime(load_default=None, allow_none=True)
+
+
+class ReviewTierRequest(Request):
+    """Re-evaluate the tier from the rolling spend at `now` (default: the time of the request). Example: {}"""
+
+    now = fields.AwareDateTime(load_default=None, allow_none=True)
+
+
+class GrantBenefitRequest(Request):
+    """Grant a retention benefit.
+    Example: {"level": "social", "kind": "personal_call", "description": "call after the complaint was closed"}"""
+
+    level = fields.String(required=True, validate=validate.OneOf(BENEFIT_LEVELS))
+    kind = fields.String(required=True)
+    description = fields.String(required=True, validate=validate.Length(min=1, max=500))
+    reason = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=500))
+
+    @validates_schema
+    def kind_of_level(self, data: dict, **kwargs: object) -> None:
+        level, kind = data.get("level"), data.get("kind")
+        if level in BENEFIT_KINDS and kind not in BENEFIT_KINDS[level]:
+            raise ValidationError(f"must be one of {', '.join(BENEFIT_KINDS[level])} for {level}", "kind")
+
+
+class PointsLotSchema(Schema):
+    """Points earned on one order, and what is left of them."""
+
+    order_id = fields.UUID()
+    earned_at = fields.AwareDateTime()
+    expires_at = fields.AwareDateTime()
+    points = fields.Integer()
+    remaining = fields.Integer()
+    redeemed = fields.Integer()
+    expired = fields.Integer()
+
+
+class BenefitSchema(Schema):
+    """A retention benefit granted to the customer."""
+
+    benefit_id = fields.UUID()
+    level = fields.String(validate=validate.OneOf(BENEFIT_LEVELS))
+    kind = fields.String()
+    description = fields.String()
+    granted_at = fields.AwareDateTime()
+    reason = fields.String(allow_none=True)
+
+
+class LoyaltyAccountSchema(Schema):
+    """A customer's loyalty account as the loyalty service holds it."""
+
+    id = fields.UUID()
+    version = fields.Integer(metadata={"description": "the concurrency token; the gateway's ETag"})
+    customer_id = fields.UUID()
+    tier = fields.String()
+    currency = fields.String()
+    balance = fields.Integer()
+    points_earned = fields.Integer()
+    points_redeemed = fields.Integer()
+    points_expired = fields.Integer()
+    lots = fields.List(fields.Nested(PointsLotSchema))
+    benefits = fields.List(fields.Nested(BenefitSchema))
+    enrolled_at = fields.AwareDateTime()
+    modified_at = fields.AwareDateTime()

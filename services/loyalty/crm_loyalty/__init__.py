@@ -1,0 +1,1 @@
+"""crm_loyalty: the retention stage — loyalty accounts, points, tiers by spend, retention benefits."""

@@ -1,0 +1,481 @@
+"""Loyalty accounts as event-sourced aggregates: points, tiers and retention benefits. Pure Python."""
+
+from __future__ import annotations
+
+import bisect
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal
+from typing import Any
+
+from eventsourcing.domain import Aggregate, event
+
+from crm_contracts.errors import ConflictError, InvalidRequestError, NotFoundError, RuleViolationError
+from crm_contracts.vocabulary.loyalty import BENEFIT_KINDS, BENEFIT_LEVELS, REWARD_CODE_MAX_LENGTH
+
+ACCOUNT_NAMESPACE = uuid.UUID("6b0f7d2e-3c1a-4e8b-9a55-1f4c7e2d9b30")
+ZERO = Decimal("0.00")
+
+
+# --- errors ----------------------------------------------------------------------------------------
+
+class AccountNotFoundError(NotFoundError):
+    """The customer has no loyalty account."""
+
+
+class AlreadyEnrolledError(ConflictError):
+    """The customer is already enrolled: one account per customer."""
+
+    def __init__(self, customer_id: uuid.UUID) -> None:
+        super().__init__(f"customer {customer_id} is already enrolled", customer_id=str(customer_id))
+
+
+class OrderAlreadyEarnedError(ConflictError):
+    """Points were already earned on this order, for a different amount."""
+
+    def __init__(self, order_id: uuid.UUID, earned_amount: Decimal, amount: Decimal) -> None:
+        super().__init__(
+            f"order {order_id} already earned points on {earned_amount}, not {amount}",
+            order_id=str(order_id),
+            earned_amount=str(earned_amount),
+        )
+
+
+class InsufficientPointsError(RuleViolationError):
+    """A redemption asked for more points than the account has available."""
+
+    def __init__(self, available: int, requested: int) -> None:
+        super().__init__(
+            f"only {available} points available, {requested} requested",
+            available_points=available,
+            requested_points=requested,
+        )
+
+
+class InvalidLoyaltyDataError(InvalidRequestError):
+    """A command argument breaks a rule; names the field and the reason."""
+
+    def __init__(self, field_name: str, reason: str) -> None:
+        super().__init__(f"{field_name}: {reason}", fields={field_name: [reason]})
+
+
+class ProgrammeConfigurationError(ValueError):
+    """The loyalty programme's configuration is inconsistent (a deployment error, not a request error)."""
+
+
+# --- the programme -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Tier:
+    """One tier: the rolling spend from which it applies and how many points each currency unit earns."""
+
+    name: str
+    threshold: Decimal
+    points_per_unit: Decimal
+
+
+@dataclass(frozen=True)
+class TierBenefit:
+    """A retention benefit granted when an account reaches a tier."""
+
+    tier: str
+    level: str
+    kind: str
+    description: str
+
+
+DEFAULT_TIERS = (
+    Tier("bronze", Decimal("0"), Decimal("1")),
+    Tier("silver", Decimal("10000"), Decimal("1.25")),
+    Tier("gold", Decimal("50000"), Decimal("1.5")),
+    Tier("platinum", Decimal("200000"), Decimal("2")),
+)
+
+# One benefit per retention level, rising with the tier: money first, then attention, then bonds.
+DEFAULT_TIER_BENEFITS = (
+    TierBenefit("silver", "financial", "discount", "5% off every order"),
+    TierBenefit("gold", "social", "personal_advisor", "a named advisor who calls each quarter"),
+    TierBenefit("platinum", "structural", "dedicated_account_manager", "a dedicated account manager"),
+)
+
+
+@dataclass(frozen=True)
+class Programme:
+    """The loyalty programme's rules: currency, tiers by rolling spend, earning rates, expiry, benefits."""
+
+    currency: str = "CNY"
+    tiers: tuple[Tier, ...] = DEFAULT_TIERS
+    spend_window: timedelta = timedelta(days=365)
+    points_valid_for: timedelta = timedelta(days=365)
+    tier_benefits: tuple[TierBenefit, ...] = DEFAULT_TIER_BENEFITS
+    _by_name: dict[str, Tier] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if not self.tiers or self.tiers[0].threshold != 0:
+            raise ProgrammeConfigurationError("the lowest tier must start at a spend of 0")
+        thresholds = [tier.threshold for tier in self.tiers]
+        if thresholds != sorted(set(thresholds)):
+            raise ProgrammeConfigurationError("tier thresholds must rise strictly, lowest tier first")
+        names = [tier.name for tier in self.tiers]
+        if len(set(names)) != len(names):
+            raise ProgrammeConfigurationError("tier names must be unique")
+        if any(tier.points_per_unit < 0 for tier in self.tiers):
+            raise ProgrammeConfigurationError("points per currency unit must not be negative")
+        if self.spend_window <= timedelta(0) or self.points_valid_for <= timedelta(0):
+            raise ProgrammeConfigurationError("the spend window and the points' validity must be positive")
+        for benefit in self.tier_benefits:
+            if benefit.tier not in names:
+                raise ProgrammeConfigurationError(f"benefit for unknown tier {benefit.tier}")
+            try:
+                check_benefit(benefit.level, benefit.kind, benefit.description)
+            except InvalidLoyaltyDataError as error:
+                raise ProgrammeConfigurationError(f"benefit for {benefit.tier}: {error}") from None
+        object.__setattr__(self, "_by_name", {tier.name: tier for tier in self.tiers})
+
+    @property
+    def entry_tier(self) -> Tier:
+        """The tier every account starts in."""
+        return self.tiers[0]
+
+    def tier(self, name: str) -> Tier:
+        """The tier called `name`."""
+        return self._by_name[name]
+
+    def rank(self, name: str) -> int:
+        """Position of a tier, lowest 0, so tiers compare; -1 for a tier this programme no longer has."""
+        tier = self._by_name.get(name)
+        return self.tiers.index(tier) if tier is not None else -1
+
+    def tier_for(self, rolling_spend: Decimal) -> Tier:
+        """The highest tier whose threshold the rolling spend reaches."""
+        reached = [tier for tier in self.tiers if rolling_spend >= tier.threshold]
+        return reached[-1]
+
+    def points_for(self, amount: Decimal, tier: Tier) -> int:
+        """Whole points earned on `amount` at `tier`'s rate; fractions of a point are dropped."""
+        return int((amount * tier.points_per_unit).to_integral_value(rounding=ROUND_FLOOR))
+
+    def benefits_of(self, tier_name: str) -> tuple[TierBenefit, ...]:
+        """The benefits granted on reaching `tier_name`."""
+        return tuple(benefit for benefit in self.tier_benefits if benefit.tier == tier_name)
+
+
+# --- the account ---------------------------------------------------------------------------------
+
+class Account(Aggregate):
+    """One customer's loyalty account: points held in lots by earning date, tier, benefits granted."""
+
+    @staticmethod
+    def id_for(customer_id: uuid.UUID) -> uuid.UUID:
+        """The account id of a customer: derived, so a second enrolment collides in the event store."""
+        return uuid.uuid5(ACCOUNT_NAMESPACE, str(customer_id))
+
+    @classmethod
+    def create_id(cls, customer_id: uuid.UUID) -> uuid.UUID:
+        """eventsourcing's hook for a new aggregate's id: the customer's derived account id."""
+        return cls.id_for(customer_id)
+
+    @event("Enrolled")
+    def __init__(self, customer_id: uuid.UUID, currency: str, tier: str, enrolled_at: datetime) -> None:
+        self.customer_id = customer_id
+        self.currency = currency
+        self.tier = tier
+        self.enrolled_at = enrolled_at
+        # Lots of points, oldest first: each remembers when it was earned and when it expires.
+        self.lots: list[dict[str, Any]] = []
+        self.spends: list[dict[str, Any]] = []
+        self.earned_orders: dict[uuid.UUID, Decimal] = {}
+        self.redemptions: list[dict[str, Any]] = []
+        self.benefits: list[dict[str, Any]] = []
+        self.points_earned = 0
+        self.points_redeemed = 0
+        self.points_expired = 0
+
+    @classmethod
+    def enrol(cls, customer_id: uuid.UUID, programme: Programme, at: datetime) -> Account:
+        """Open the account of a customer in the programme's entry tier."""
+        check_aware("enrolled_at", at)
+        return cls(customer_id=customer_id, currency=programme.currency, tier=programme.entry_tier.name,
+                   enrolled_at=at)
+
+    # --- queries ---
+
+    @property
+    def balance(self) -> int:
+        """Points held, including any due to expire that no command has expired yet."""
+        return sum(lot["remaining"] for lot in self.lots)
+
+    def available(self, now: datetime) -> int:
+        """Points that can be redeemed at `now`: those not yet due to expire."""
+        return sum(lot["remaining"] for lot in self.lots if lot["expires_at"] > now)
+
+    def rolling_spend(self, now: datetime, window: timedelta) -> Decimal:
+        """Paid order amounts in the window ending at `now`."""
+        start = now - window
+        return sum((s["amount"] for s in self.spends if start < s["paid_at"] <= now), ZERO)
+
+    def has_benefit(self, level: str, kind: str) -> bool:
+        """Whether a benefit of this level and kind was ever granted."""
+        return any(b["level"] == level and b["kind"] == kind for b in self.benefits)
+
+    # --- commands ---
+
+    def earn(
+        self,
+        programme: Programme,
+        order_id: uuid.UUID,
+        amount: Decimal,
+        currency: str,
+        paid_at: datetime,
+        now: datetime,
+    ) -> bool:
+        """Earn points on a paid order at the tier's rate; False when the order already earned them."""
+        check_aware("paid_at", paid_at)
+        check_aware("now", now)
+        if amount < 0:
+            raise InvalidLoyaltyDataError("amount", "must not be negative")
+        if currency != self.currency:
+            raise InvalidLoyaltyDataError("currency", f"must be {self.currency}, the programme's currency")
+        earned = self.earned_orders.get(order_id)
+        if earned is not None:
+            # The order service delivers at least once: the same payment again is a no-op.
+            if earned != amount:
+                raise OrderAlreadyEarnedError(order_id, earned, amount)
+            return False
+        # Another service's clock may run a little ahead of ours; never evaluate before the payment.
+        at = max(now, paid_at)
+        # The rate is the tier the customer holds when paying, before this order counts towards it.
+        tier = programme.tier_for(self.rolling_spend(at, programme.spend_window))
+        points = programme.points_for(amount, tier)
+        self._points_earned(
+            customer_id=self.customer_id,
+            order_id=order_id,
+            amount=amount,
+            currency=currency,
+            points=points,
+            tier=tier.name,
+            points_per_unit=tier.points_per_unit,
+            earned_at=paid_at,
+            expires_at=paid_at + programme.points_valid_for,
+            balance=self.balance + points,
+        )
+        self._review(programme, at, "earn")
+        return True
+
+    def redeem(self, programme: Programme, reward_code: str, points: int, now: datetime) -> uuid.UUID:
+        """Spend points on a reward, oldest lots first; never more than are available."""
+        check_aware("now", now)
+        check_reward_code(reward_code)
+        if isinstance(points, bool) or not isinstance(points, int) or points <= 0:
+            raise InvalidLoyaltyDataError("points", "must be a positive whole number")
+        available = self.available(now)
+        if points > available:
+            raise InsufficientPointsError(available, points)
+        # Due lots go first so the redemption can only consume points that are still valid.
+        self._expire_due(now)
+        redemption_id = uuid.uuid4()
+        self._points_redeemed(
+            customer_id=self.customer_id,
+            redemption_id=redemption_id,
+            reward_code=reward_code.strip(),
+            points=points,
+            redeemed_at=now,
+            balance=self.balance - points,
+        )
+        self._review(programme, now, "redeem")
+        return redemption_id
+
+    def expire(self, programme: Programme, now: datetime) -> int:
+        """Expire every lot due at `now`, oldest first, then re-evaluate the tier; returns the points expired."""
+        check_aware("now", now)
+        expired = self._expire_due(now)
+        self._review(programme, now, "expire")
+        return expired
+
+    def review_tier(self, programme: Programme, now: datetime) -> None:
+        """Re-evaluate the tier from the rolling spend at `now` (spend ages out of the window)."""
+        check_aware("now", now)
+        self._review(programme, now, "review")
+
+    def grant_benefit(
+        self, level: str, kind: str, description: str, now: datetime, reason: str | None = None
+    ) -> uuid.UUID:
+        """Record a retention benefit granted to the customer."""
+        check_aware("now", now)
+        check_benefit(level, kind, description)
+        benefit_id = uuid.uuid4()
+        self._benefit_granted(
+            customer_id=self.customer_id,
+            benefit_id=benefit_id,
+            level=level,
+            kind=kind,
+            description=description.strip(),
+            granted_at=now,
+            reason=reason,
+        )
+        return benefit_id
+
+    # --- the steps commands share ---
+
+    def _expire_due(self, now: datetime) -> int:
+        due = [lot for lot in self.lots if lot["remaining"] > 0 and lot["expires_at"] <= now]
+        if not due:
+            return 0
+        points = sum(lot["remaining"] for lot in due)
+        self._points_expired(
+            customer_id=self.customer_id,
+            lots=[{"order_id": lot["order_id"], "earned_at": lot["earned_at"], "points": lot["remaining"]}
+                  for lot in due],
+            points=points,
+            expired_at=now,
+            balance=self.balance - points,
+        )
+        return points
+
+    def _review(self, programme: Programme, now: datetime, reason: str) -> None:
+        spend = self.rolling_spend(now, programme.spend_window)
+        implied = programme.tier_for(spend)
+        if implied.name == self.tier:
+            return
+        up = programme.rank(implied.name) > programme.rank(self.tier)
+        self._tier_changed(
+            customer_id=self.customer_id,
+            from_tier=self.tier,
+            to_tier=implied.name,
+            direction="up" if up else "down",
+            rolling_spend=spend,
+            currency=self.currency,
+            changed_at=now,
+            reason=reason,
+        )
+        if up:
+            # A jump of several tiers brings the benefits of each tier passed. A benefit once given is
+            # kept: a return to a tier after a dip grants nothing twice.
+            for tier in programme.tiers[: programme.rank(implied.name) + 1]:
+                for benefit in programme.benefits_of(tier.name):
+                    if not self.has_benefit(benefit.level, benefit.kind):
+                        self.grant_benefit(benefit.level, benefit.kind, benefit.description, now,
+                                           reason=f"reached {implied.name} tier")
+
+    # --- events ---
+
+    @event("PointsEarned")
+    def _points_earned(
+        self,
+        customer_id: uuid.UUID,
+        order_id: uuid.UUID,
+        amount: Decimal,
+        currency: str,
+        points: int,
+        tier: str,
+        points_per_unit: Decimal,
+        earned_at: datetime,
+        expires_at: datetime,
+        balance: int,  # carried for consumers; the account derives its own from the lots
+    ) -> None:
+        self.earned_orders[order_id] = amount
+        self.spends.append({"order_id": order_id, "amount": amount, "paid_at": earned_at})
+        self.points_earned += points
+        if points:
+            lot = {"order_id": order_id, "earned_at": earned_at, "expires_at": expires_at, "points": points,
+                   "remaining": points, "redeemed": 0, "expired": 0}
+            # Orders can be paid (or delivered to us) out of order: keep lots sorted by earning date,
+            # a later arrival with the same date after the earlier ones.
+            index = bisect.bisect_right([existing["earned_at"] for existing in self.lots], earned_at)
+            self.lots.insert(index, lot)
+
+    @event("PointsRedeemed")
+    def _points_redeemed(
+        self,
+        customer_id: uuid.UUID,
+        redemption_id: uuid.UUID,
+        reward_code: str,
+        points: int,
+        redeemed_at: datetime,
+        balance: int,
+    ) -> None:
+        left = points
+        for lot in self.lots:
+            if left == 0:
+                break
+            taken = min(lot["remaining"], left)
+            lot["remaining"] -= taken
+            lot["redeemed"] += taken
+            left -= taken
+        self.points_redeemed += points
+        self.redemptions.append(
+            {"redemption_id": redemption_id, "reward_code": reward_code, "points": points, "redeemed_at": redeemed_at}
+        )
+
+    @event("PointsExpired")
+    def _points_expired(
+        self,
+        customer_id: uuid.UUID,
+        lots: list[dict[str, Any]],
+        points: int,
+        expired_at: datetime,
+        balance: int,
+    ) -> None:
+        expiring = {entry["order_id"]: entry["points"] for entry in lots}
+        for lot in self.lots:
+            taken = expiring.get(lot["order_id"], 0)
+            lot["remaining"] -= taken
+            lot["expired"] += taken
+        self.points_expired += points
+
+    @event("TierChanged")
+    def _tier_changed(
+        self,
+        customer_id: uuid.UUID,
+        from_tier: str,
+        to_tier: str,
+        direction: str,
+        rolling_spend: Decimal,
+        currency: str,
+        changed_at: datetime,
+        reason: str,
+    ) -> None:
+        self.tier = to_tier
+
+    @event("BenefitGranted")
+    def _benefit_granted(
+        self,
+        customer_id: uuid.UUID,
+        benefit_id: uuid.UUID,
+        level: str,
+        kind: str,
+        description: str,
+        granted_at: datetime,
+        reason: str | None,
+    ) -> None:
+        self.benefits.append(
+            {"benefit_id": benefit_id, "level": level, "kind": kind, "description": description,
+             "granted_at": granted_at, "reason": reason}
+        )
+
+
+# --- checks --------------------------------------------------------------------------------------
+
+def check_aware(field_name: str, value: datetime) -> None:
+    """Times must carry a timezone: expiry and rolling windows compare them across services."""
+    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidLoyaltyDataError(field_name, "must be a date and time with a timezone")
+
+
+def check_reward_code(reward_code: str) -> None:
+    """A reward code is a short, non-blank name."""
+    if not reward_code or not reward_code.strip():
+        raise InvalidLoyaltyDataError("reward_code", "must not be blank")
+    if len(reward_code.strip()) > REWARD_CODE_MAX_LENGTH:
+        raise InvalidLoyaltyDataError("reward_code", f"must be at most {REWARD_CODE_MAX_LENGTH} characters")
+
+
+def check_benefit(level: str, kind: str, description: str) -> None:
+    """A benefit names one of the three retention levels, a kind of that level and what it is."""
+    if level not in BENEFIT_LEVELS:
+        raise InvalidLoyaltyDataError("level", f"must be one of {', '.join(BENEFIT_LEVELS)}")
+    if kind not in BENEFIT_KINDS[level]:
+        raise InvalidLoyaltyDataError("kind", f"must be one of {', '.join(BENEFIT_KINDS[level])} for {level}")
+    if not description or not description.strip():
+        raise InvalidLoyaltyDataError("description", "must not be blank")

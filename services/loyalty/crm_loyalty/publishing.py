@@ -1,0 +1,121 @@
+"""Loyalty domain events -> published integration events. The only place that translates."""
+
+from __future__ import annotations
+
+from crm_contracts import loyalty as contracts
+from crm_contracts.integration import IntegrationEvent, Translator, integration_event
+from crm_loyalty.domain import Account
+
+translator = Translator(origin="loyalty")
+
+
+@translator.translates(Account.Enrolled)
+def loyalty_account_enrolled(event: Account.Enrolled) -> IntegrationEvent:
+    """An enrolment, as the 360 view and marketing see it."""
+    return integration_event(
+        contracts.LoyaltyAccountEnrolledV1,
+        {
+            "account_id": event.originator_id,
+            "customer_id": event.customer_id,
+            "tier": event.tier,
+            "currency": event.currency,
+            "enrolled_at": event.enrolled_at,
+        },
+        customer_id=event.customer_id,
+    )
+
+
+@translator.translates(Account.PointsEarned)
+def points_earned(event: Account.PointsEarned) -> IntegrationEvent:
+    """Points earned on one order, with the rate's tier and when they expire."""
+    return integration_event(
+        contracts.PointsEarnedV1,
+        {
+            "account_id": event.originator_id,
+            "customer_id": event.customer_id,
+            "order_id": event.order_id,
+            "amount": event.amount,
+            "currency": event.currency,
+            "points": event.points,
+            "tier": event.tier,
+            "points_per_unit": event.points_per_unit,
+            "earned_at": event.earned_at,
+            "expires_at": event.expires_at,
+            "balance": event.balance,
+        },
+        customer_id=event.customer_id,
+    )
+
+
+@translator.translates(Account.PointsRedeemed)
+def points_redeemed(event: Account.PointsRedeemed) -> IntegrationEvent:
+    """Points spent on a reward."""
+    return integration_event(
+        contracts.PointsRedeemedV1,
+        {
+            "account_id": event.originator_id,
+            "customer_id": event.customer_id,
+            "redemption_id": event.redemption_id,
+            "reward_code": event.reward_code,
+            "points": event.points,
+            "redeemed_at": event.redeemed_at,
+            "balance": event.balance,
+        },
+        customer_id=event.customer_id,
+    )
+
+
+@translator.translates(Account.PointsExpired)
+def points_expired(event: Account.PointsExpired) -> IntegrationEvent:
+    """Points that expired, with the lots (orders) they came from."""
+    return integration_event(
+        contracts.PointsExpiredV1,
+        {
+            "account_id": event.originator_id,
+            "customer_id": event.customer_id,
+            "points": event.points,
+            "lots": event.lots,
+            "expired_at": event.expired_at,
+            "balance": event.balance,
+        },
+        customer_id=event.customer_id,
+    )
+
+
+@translator.translates(Account.TierChanged)
+def tier_changed(event: Account.TierChanged) -> IntegrationEvent:
+    """A tier change up or down, with the rolling spend behind it."""
+    return integration_event(
+        contracts.TierChangedV1,
+        {
+            "account_id": event.originator_id,
+            "customer_id": event.customer_id,
+            "from_tier": event.from_tier,
+            "to_tier": event.to_tier,
+            "direction": event.direction,
+            "rolling_spend": event.rolling_spend,
+            "currency": event.currency,
+            "changed_at": event.changed_at,
+            "reason": event.reason,
+        },
+        customer_id=event.customer_id,
+    )
+
+
+@translator.translates(Account.BenefitGranted)
+def retention_benefit_granted(event: Account.BenefitGranted) -> IntegrationEvent:
+    """A retention benefit granted at one of the three levels."""
+    return integration_event(
+        contracts.RetentionBenefitGrantedV1,
+        {
+            "account_id": event.originator_id,
+            "customer_id": event.customer_id,
+            "benefit_id": event.benefit_id,
+            "level": event.level,
+            "kind": event.kind,
+            "description": event.description,
+            "granted_at": event.granted_at,
+            "reason": event.reason,
+        },
+        customer_id=event.customer_id,
+    )

@@ -1,0 +1,79 @@
+"""Publishing: every loyalty event the application stores comes out of the feed as a payload that
+validates against its published contract, and every public domain event has a translation."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from uuid import uuid4
+
+import pytest
+
+from crm_contracts.catalog import catalog
+from crm_loyalty.domain import Account
+from crm_loyalty.publishing import translator
+from crm_loyalty.tests.support import T0, days
+from crm_runtime.feed import EventFeed
+
+PUBLISHED = {
+    "loyalty_account_enrolled", "points_earned", "points_redeemed", "points_expired", "tier_changed",
+    "retention_benefit_granted",
+}
+
+
+@pytest.fixture
+def customer_id():
+    return uuid4()
+
+
+@pytest.fixture
+def envelopes(accounts, customer_id):
+    """The feed after a customer earned into silver (one order delivered twice), redeemed, was granted a
+    benefit, and let the rest expire."""
+    accounts.enrol(customer_id, T0)
+    order_id = uuid4()
+    accounts.earn(customer_id, order_id, Decimal("1200.00"), "CNY", T0, now=T0)
+    accounts.earn(customer_id, order_id, Decimal("1200.00"), "CNY", T0, now=T0)
+    accounts.redeem(customer_id, "VOUCHER-100", 1000, now=T0 + days(1))
+    accounts.grant_benefit(customer_id, "social", "personal_call", "thank-you call", "first order", now=T0 + days(2))
+    accounts.expire(customer_id, now=T0 + days(60))
+    return EventFeed(accounts, translator).events_since(0, 1000)
+
+
+def test_every_payload_validates_against_its_contract(envelopes, customer_id):
+    assert {e["type"] for e in envelopes} == PUBLISHED
+    for envelope in envelopes:
+        contract = catalog.get(envelope["type"], envelope["version"])
+        assert contract.origin == "loyalty"
+        assert contract.schema().validate(envelope["payload"]) == {}, envelope["type"]
+        # Complete, and nothing a consumer cannot find in the contract.
+        assert set(envelope["payload"]) == set(contract.schema().fields), envelope["type"]
+        assert envelope["customer_id"] == envelope["payload"]["customer_id"] == str(customer_id)
+
+
+def test_the_feed_tells_the_story_in_order(envelopes):
+    assert [e["type"] for e in envelopes] == [
+        "loyalty_account_enrolled", "points_earned", "tier_changed", "retention_benefit_granted",
+        "points_redeemed", "retention_benefit_granted", "points_expired", "tier_changed",
+    ]
+    payloads = [e["payload"] for e in envelopes]
+    assert (payloads[1]["points"], payloads[1]["balance"], payloads[1]["amount"]) == (1200, 1200, "1200.00")
+    assert (payloads[2]["to_tier"], payloads[2]["direction"]) == ("silver", "up")
+    assert (payloads[4]["points"], payloads[4]["balance"]) == (1000, 200)
+    assert (payloads[6]["points"], payloads[6]["balance"], len(payloads[6]["lots"])) == (200, 0, 1)
+    assert (payloads[7]["to_tier"], payloads[7]["direction"], payloads[7]["reason"]) == ("bronze", "down", "expire")
+
+
+def test_every_public_domain_event_has_a_translation():
+    domain_events = {
+        cls for cls in vars(Account).values()
+        if isinstance(cls, type) and issubclass(cls, Account.Event) and cls not in (Account.Event, Account.Created)
+    }
+    # Every account event is public: the 360 view follows points, tiers and benefits.
+    assert domain_events == set(translator.published_classes)
+
+
+@pytest.mark.parametrize("event_type", sorted(PUBLISHED))
+def test_each_published_event_has_a_contract_with_a_valid_sample(event_type):
+    contract = catalog.latest(event_type)
+    assert contract.origin == "loyalty"
+    assert contract.schema().validate(contract.sample) == {}
