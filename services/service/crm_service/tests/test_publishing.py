@@ -5,13 +5,13 @@ from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
-from eventsourcing.domain import Aggregate
 
-from crm_contracts.catalog import catalog
 from crm_runtime.feed import EventFeed
 from crm_service.application import ServiceDesk
 from crm_service.domain import Case, CustomerSatisfaction, FaqArticle, KnowledgeBase
 from crm_service.publishing import translator
+from tests.support.publishing import assert_published_under_contracts
+from tests.support.publishing import domain_event_classes as domain_events
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 CUSTOMER = uuid4()
@@ -22,14 +22,6 @@ PUBLISHED = {
     "complaint_registered", "complaint_assessed", "complaint_resolved", "complaint_summarised",
     "survey_completed", "faq_published", "faq_retired", "faq_used",
 }
-
-
-def domain_events(aggregate):
-    """The event classes an aggregate records (not eventsourcing's base classes Event and Created)."""
-    return {
-        cls for cls in vars(aggregate).values()
-        if isinstance(cls, type) and issubclass(cls, Aggregate.Event) and cls.__name__ not in ("Event", "Created")
-    }
 
 
 INTERNAL = {FaqArticle.Drafted, FaqArticle.Revised, *domain_events(KnowledgeBase),
@@ -73,10 +65,7 @@ def test_every_published_payload_validates_against_its_contract(desk):
     drive_every_event(desk)
     envelopes = EventFeed(desk, translator).events_since(0, 1000)
     assert {e["type"] for e in envelopes} == PUBLISHED
-    for envelope in envelopes:
-        contract = catalog.get(envelope["type"], envelope["version"])
-        assert contract.origin == "service"
-        assert contract.schema().validate(envelope["payload"]) == {}, envelope
+    assert_published_under_contracts(envelopes, "service")
     for envelope in envelopes:
         if envelope["type"].startswith(("case_", "complaint_", "survey_")):
             assert envelope["customer_id"] == envelope["payload"]["customer_id"] == str(CUSTOMER)
@@ -87,9 +76,3 @@ def test_every_public_domain_event_has_a_translation_and_internal_ones_none():
     assert set(translator.published_classes) == public
     assert not INTERNAL & set(translator.published_classes)
 
-
-def test_the_catalog_holds_a_sample_that_loads_for_every_published_type():
-    for event_type in PUBLISHED:
-        contract = catalog.latest(event_type)
-        assert contract.origin == "service"
-        assert contract.schema().validate(contract.sample) == {}
