@@ -23,7 +23,13 @@ import pytest  # noqa: E402
 from psycopg2 import sql  # noqa: E402
 
 import crm_runtime  # noqa: E402,F401 - sets PSYCOPG_WAIT_FUNC before psycopg is imported
-from tests.support.infrastructure import Infrastructure, drop_database, infrastructure, recreate_database  # noqa: E402
+from tests.support.infrastructure import (  # noqa: E402
+    Infrastructure,
+    drop_database,
+    infrastructure,
+    rabbit_vhost,
+    recreate_database,
+)
 
 #: One database per pytest process, so test sessions running side by side never meet.
 TEST_DATABASE = os.environ.get("CRM_TEST_DATABASE", f"crm_test_{os.getpid()}")
@@ -78,21 +84,6 @@ def event_store_env(request: pytest.FixtureRequest) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def amqp_vhost(infra: Infrastructure) -> Iterator[str]:
-    """A RabbitMQ virtual host of this session's own (so tests never meet a running platform's queues);
-    yields its AMQP URI."""
-    import requests
-
-    name = f"crm_test_{uuid.uuid4().hex[:8]}"
-    scheme, rest = infra.rabbit_management_uri.rstrip("/").split("://", 1)
-    credentials, host = rest.split("@", 1)
-    auth = tuple(credentials.split(":", 1))
-    url = f"{scheme}://{host}/api"
-    requests.put(f"{url}/vhosts/{name}", auth=auth, timeout=10).raise_for_status()
-    requests.put(
-        f"{url}/permissions/{name}/{auth[0]}",
-        json={"configure": ".*", "write": ".*", "read": ".*"},
-        auth=auth,
-        timeout=10,
-    ).raise_for_status()
-    yield infra.amqp_uri.rstrip("/") + "/" + name
-    requests.delete(f"{url}/vhosts/{name}", auth=auth, timeout=10)
+    """The integration tests' RabbitMQ virtual host (so they never meet a running platform's queues)."""
+    with rabbit_vhost(infra, "crm_test") as uri:
+        yield uri

@@ -6,6 +6,7 @@ import time
 import uuid
 from urllib.parse import urlparse
 
+import kombu
 import psycopg2
 import pytest
 
@@ -91,6 +92,9 @@ def test_a_database_outage_under_the_consumer_delays_the_view_and_applies_each_e
         return True
 
     eventually(converged, timeout=60)
+    with kombu.Connection(amqp_vhost) as connection:
+        for name in (queue, f"{queue}.dead-letter"):
+            kombu.Queue(name)(connection.channel()).delete()
     conn = psycopg2.connect(dsn(test_database))
     with conn, conn.cursor() as cur:
         cur.execute(f"DROP SCHEMA {schema} CASCADE")

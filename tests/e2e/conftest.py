@@ -20,6 +20,7 @@ import kombu
 import pytest
 import requests
 
+from conftest import rabbit_vhost
 from crm_runtime.platform import LocalPlatform
 from tests.support.infrastructure import Infrastructure, drop_database
 from tests.support.polling import eventually
@@ -72,12 +73,19 @@ def make_token(scopes: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def running_platform(infra: Infrastructure, amqp_vhost: str, tmp_path_factory: pytest.TempPathFactory
+def e2e_vhost(infra: Infrastructure) -> Iterator[str]:
+    """The platform's own virtual host: what other tests publish never reaches its queues."""
+    with rabbit_vhost(infra, "crm_e2e") as uri:
+        yield uri
+
+
+@pytest.fixture(scope="session")
+def running_platform(infra: Infrastructure, e2e_vhost: str, tmp_path_factory: pytest.TempPathFactory
                      ) -> Iterator[RunningPlatform]:
     dbname = f"crm_e2e_{os.getpid()}"
     env = {
         **infra.env(dbname),
-        "AMQP_URI": amqp_vhost,
+        "AMQP_URI": e2e_vhost,
         "CRM_JWT_SECRET": JWT_SECRET,
         "GATEWAY_PORT": str(E2E_GATEWAY_PORT),
         "SERVICE_BASE_PORT": str(E2E_SERVICE_BASE_PORT),

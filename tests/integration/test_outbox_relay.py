@@ -5,8 +5,9 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
-from crm_runtime.relay import OutboxRelay
+from crm_runtime.relay import ConfirmingPublisher, OutboxRelay
 from tests.support.databases import dsn
+from tests.support.infrastructure import rabbit_vhost
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.integration
@@ -76,7 +77,10 @@ def test_the_relay_wakes_on_commit_not_on_its_poll(customers, relay, probe, runn
     assert received[0]["customer_id"] == str(customer.id)
 
 
-def test_events_nobody_subscribes_to_are_counted_as_unroutable(customers, relay):
-    register(customers, 2)
-    publish_all(relay)
+def test_events_nobody_subscribes_to_are_counted_as_unroutable(customers, relay, infra):
+    with rabbit_vhost(infra, "crm_empty") as empty_broker:  # no queue bound to anything
+        relay.publisher = ConfirmingPublisher(empty_broker)
+        register(customers, 2)
+        publish_all(relay)
+        relay.publisher.close()
     assert relay.stats.unroutable == 2 and relay.stats.published == 2

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import psycopg2
+import requests
 from psycopg2 import sql
 
 
@@ -107,3 +109,24 @@ def recreate_database(postgres: dict[str, str], dbname: str) -> None:
             cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
     finally:
         conn.close()
+
+
+@contextlib.contextmanager
+def rabbit_vhost(infra: Infrastructure, prefix: str) -> Iterator[str]:
+    """A RabbitMQ virtual host of the caller's own, deleted afterwards; yields its AMQP URI."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    scheme, rest = infra.rabbit_management_uri.rstrip("/").split("://", 1)
+    credentials, host = rest.split("@", 1)
+    auth = tuple(credentials.split(":", 1))
+    url = f"{scheme}://{host}/api"
+    requests.put(f"{url}/vhosts/{name}", auth=auth, timeout=10).raise_for_status()
+    requests.put(
+        f"{url}/permissions/{name}/{auth[0]}",
+        json={"configure": ".*", "write": ".*", "read": ".*"},
+        auth=auth,
+        timeout=10,
+    ).raise_for_status()
+    try:
+        yield infra.amqp_uri.rstrip("/") + "/" + name
+    finally:
+        requests.delete(f"{url}/vhosts/{name}", auth=auth, timeout=10)

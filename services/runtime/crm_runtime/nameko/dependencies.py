@@ -131,15 +131,20 @@ class InboxConsumer(DependencyProvider):
         )
 
     def start(self) -> None:
-        consumer = self.consumer
-        assert consumer is not None  # built in setup()
-        self.container.spawn_managed_thread(lambda: consumer.run(self._stopping), identifier="inbox")
+        self.container.spawn_managed_thread(self._consume, identifier="inbox")
+
+    def _consume(self) -> None:
+        try:
+            self.consumer.run(self._stopping)  # type: ignore[union-attr]
+        finally:
+            # The RPC client belongs to this green thread: closed here, never from stop(), which
+            # runs in another green thread and could interrupt a pull in flight.
+            if self._proxy is not None:
+                self._proxy = None
+                self._proxy_runner.stop()
 
     def stop(self) -> None:
         self._stopping.set()
-        if self._proxy is not None:
-            self._proxy_runner.stop()
-            self._proxy = None
 
     def kill(self) -> None:
         self.stop()
