@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 
 EMAIL = validate.Email(error="must be a valid email address")
@@ -15,6 +17,13 @@ def money(**kwargs) -> fields.Decimal:  # type: ignore[no-untyped-def]
     """A decimal amount, carried as a string so no float ever touches money (and so documented)."""
     metadata = {**MONEY_SCHEMA, **kwargs.pop("metadata", {})}
     return fields.Decimal(as_string=True, places=2, metadata=metadata, **kwargs)
+
+
+@cache
+def schema_of(schema: type[Schema]) -> Schema:
+    """One shared instance per schema class: building a Schema deep-copies its fields, so it is
+    done once per class, not once per event or request (instances are safe to reuse)."""
+    return schema()
 
 
 class EventPayload(Schema):

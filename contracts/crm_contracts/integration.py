@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from marshmallow import Schema
 
 from crm_contracts.catalog import catalog
+from crm_contracts.fields import schema_of
 
 E = TypeVar("E")
 
@@ -31,7 +32,7 @@ def integration_event(
     return IntegrationEvent(
         type=contract.type,
         version=contract.version,
-        payload=schema().dump(payload),
+        payload=schema_of(schema).dump(payload),
         customer_id=str(customer_id) if customer_id is not None else None,
     )
 

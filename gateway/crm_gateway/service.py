@@ -14,6 +14,7 @@ from nameko.web.handlers import http
 from werkzeug.wrappers import Request, Response
 
 from crm_contracts import customer as contracts
+from crm_contracts.fields import schema_of
 from crm_gateway import openapi
 from crm_gateway.auth import ADMIN, READ, WRITE, JwtSettings
 from crm_gateway.idempotency import Idempotency
@@ -80,7 +81,7 @@ class GatewayService(ServiceWithHealth):
     @endpoint(WRITE)
     def record_consent(self, request: Request, customer_id: str, channel: str) -> Response:
         customer_id = uuid_path(customer_id)
-        ConsentChannelPath().load({"channel": channel})
+        schema_of(ConsentChannelPath).load({"channel": channel})
         expected = if_match_version(request, required=False)
         payload = load_body(request, contracts.RecordConsentRequest)
         return self._once(

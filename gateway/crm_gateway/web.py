@@ -19,6 +19,7 @@ from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy
 from werkzeug.wrappers import Request, Response
 
+from crm_contracts.fields import schema_of
 from crm_gateway.auth import Principal, authenticate
 from crm_gateway.errors import ApiError, ServiceUnavailableError, UpstreamError, response_for
 from crm_runtime import config
@@ -141,13 +142,13 @@ def load_body(request: Request, schema: type[Schema]) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ApiError(422, "invalid", "the body must be a JSON object", {"_schema": ["must be a JSON object"]})
     # Validation only: the service loads the same contract again, from JSON types the wire can carry.
-    schema().load(data)
+    schema_of(schema).load(data)
     return data
 
 
 def load_query(request: Request, schema: type[Schema]) -> dict[str, Any]:
     """The query string, loaded through `schema` (422 naming each bad or unknown parameter)."""
-    return schema().load(request.args.to_dict())  # type: ignore[no-any-return]
+    return schema_of(schema).load(request.args.to_dict())  # type: ignore[no-any-return]
 
 
 def uuid_path(value: str, what: str = "customer") -> str:

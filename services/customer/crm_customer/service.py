@@ -6,6 +6,7 @@ from typing import Any
 from uuid import UUID
 
 from crm_contracts import customer as contracts
+from crm_contracts.fields import schema_of
 from crm_customer.application import Customers
 from crm_customer.domain import Customer
 from crm_customer.publishing import translator
@@ -47,7 +48,7 @@ class CustomerService(EventSourcedService):
 
     @rpc
     def register(self, payload: dict[str, Any]) -> dict[str, Any]:
-        fields = contracts.RegisterCustomerRequest().load(payload)
+        fields = schema_of(contracts.RegisterCustomerRequest).load(payload)
         return customer_view(self.application.register(**fields))
 
     @rpc
@@ -56,14 +57,14 @@ class CustomerService(EventSourcedService):
 
     @rpc
     def change_profile(self, customer_id: str, payload: dict[str, Any], expected_version: int | None) -> dict[str, Any]:
-        changes = contracts.ChangeProfileRequest().load(payload)
+        changes = schema_of(contracts.ChangeProfileRequest).load(payload)
         return customer_view(self.application.change_profile(UUID(customer_id), expected_version, changes))
 
     @rpc
     def record_consent(
         self, customer_id: str, channel: str, payload: dict[str, Any], expected_version: int | None = None
     ) -> dict[str, Any]:
-        consent = contracts.RecordConsentRequest().load(payload)
+        consent = schema_of(contracts.RecordConsentRequest).load(payload)
         customer = self.application.record_consent(
             UUID(customer_id), channel, consent["granted"], consent["source"], consent["at"], expected_version
         )
@@ -73,12 +74,12 @@ class CustomerService(EventSourcedService):
     def set_credit_rating(
         self, customer_id: str, payload: dict[str, Any], expected_version: int | None = None
     ) -> dict[str, Any]:
-        rating = contracts.SetCreditRatingRequest().load(payload)
+        rating = schema_of(contracts.SetCreditRatingRequest).load(payload)
         return customer_view(
             self.application.set_credit_rating(UUID(customer_id), expected_version=expected_version, **rating)
         )
 
     @rpc
     def grade(self, customer_id: str, payload: dict[str, Any], expected_version: int | None = None) -> dict[str, Any]:
-        scores = contracts.GradeCustomerRequest().load(payload)
+        scores = schema_of(contracts.GradeCustomerRequest).load(payload)
         return customer_view(self.application.grade(UUID(customer_id), expected_version=expected_version, **scores))

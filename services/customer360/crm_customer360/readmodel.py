@@ -59,9 +59,12 @@ def apply_batch(cur: Any, envelopes: list[dict[str, Any]]) -> None:
     cur.execute(
         "SELECT customer_id::text, doc FROM customer_view WHERE customer_id = ANY(%s::uuid[]) FOR UPDATE", (ids,)
     )
-    current: dict[str, dict[str, Any]] = dict(cur.fetchall())
+    current: dict[str, dict[str, Any]] = dict(cur.fetchall())  # fresh objects, ours to fold into
     for envelope in about_customers:
-        current[envelope["customer_id"]] = views.apply(current.get(envelope["customer_id"]), envelope)
+        customer_id = envelope["customer_id"]
+        if customer_id not in current:
+            current[customer_id] = views.empty_view(customer_id)
+        views.fold_into(current[customer_id], envelope)
     execute_values(
         cur,
         "INSERT INTO customer_view (customer_id, name, email, lifecycle_stage, last_activity_at, doc) VALUES %s "

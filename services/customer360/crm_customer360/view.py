@@ -63,8 +63,14 @@ def empty_view(customer_id: str) -> View:
 
 
 def apply(view: View | None, envelope: Envelope) -> View:
-    """The view after `envelope` (which must carry a customer_id)."""
-    view = deepcopy(view) if view is not None else empty_view(envelope["customer_id"])
+    """The view after `envelope` (which must carry a customer_id); `view` itself is left as it was."""
+    fresh = deepcopy(view) if view is not None else empty_view(envelope["customer_id"])
+    fold_into(fresh, envelope)
+    return fresh
+
+
+def fold_into(view: View, envelope: Envelope) -> None:
+    """Apply `envelope` to `view` in place: for batches that own their views (no copy per event)."""
     occurred = envelope["occurred_at"]
     view["first_seen_at"] = min(filter(None, [view["first_seen_at"], occurred]))
     view["last_activity_at"] = max(filter(None, [view["last_activity_at"], occurred]))
@@ -73,7 +79,6 @@ def apply(view: View | None, envelope: Envelope) -> View:
     if handler is not None:
         handler(view, envelope["payload"], envelope)
     _advance_stage(view, envelope["type"])
-    return view
 
 
 def timeline_summary(envelope: Envelope) -> str:
