@@ -1,0 +1,723 @@
+"""Structural checks of docker-compose.yml, deploy/k8s/, the RabbitMQ and PostgreSQL set-up and the
+Dockerfile. No Docker engine runs here, so these files are kept correct by reading: these tests read
+them the way the tools would and check what would break a real start (a probe on a port nobody
+declares, a setting the code reads that nobody sets, a schema nobody migrates, a password that does
+not match its role, a broker permission that forbids a queue the code declares...).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import shlex
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import pytest
+import yaml
+
+from crm_contracts.envelope import DEAD_LETTER_EXCHANGE, EXCHANGE
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "k8s"
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = DEPLOY / "Dockerfile"
+DOCKERIGNORE = DEPLOY / "Dockerfile.dockerignore"
+DEFINITIONS = DEPLOY / "rabbitmq" / "definitions.json"
+RABBITMQ_CONF = DEPLOY / "rabbitmq" / "rabbitmq.conf"
+INIT_SQL = DEPLOY / "postgres" / "init.sql"
+
+#: Settings that every service process reads (crm_runtime.serve and the inbox), besides config.py's.
+PLATFORM_SETTINGS = {"WEB_SERVER_ADDRESS", "MAX_WORKERS", "LOG_LEVEL", "QUEUE_TYPE", "CREATE_TABLE"}
+
+
+# --- what the code reads --------------------------------------------------------------------------
+
+
+def _source(paths: list[Path]) -> str:
+    return "\n".join(p.read_text() for p in paths)
+
+
+def _code_files(*dirs: str) -> list[Path]:
+    files = []
+    for d in dirs:
+        files += [p for p in (ROOT / d).rglob("*.py") if "tests" not in p.relative_to(ROOT).parts]
+    return files
+
+
+_READ = re.compile(r"""(?:setting|environ\.get|getenv|environ\.setdefault)\(\s*["']([A-Z][A-Z0-9_]*)["']""")
+
+
+def names_read(paths: list[Path]) -> set[str]:
+    return set(_READ.findall(_source(paths)))
+
+
+@cache
+def config_settings() -> frozenset[str]:
+    """The connection settings of crm_runtime.config (AMQP_URI, POSTGRES_*)."""
+    return frozenset(names_read([ROOT / "services/runtime/crm_runtime/config.py"]))
+
+
+@cache
+def gateway_secrets() -> frozenset[str]:
+    """Settings the gateway reads straight from os.environ (no default worth running with)."""
+    return frozenset(
+        re.findall(
+            r"""os\.environ\.get\(\s*["']([A-Z][A-Z0-9_]*)["']\s*\)""", _source(_code_files("gateway/crm_gateway"))
+        )
+    )
+
+
+@cache
+def known_names() -> frozenset[str]:
+    """Every environment name the code could read: anything set in a deploy file must be one (typos)."""
+    code = _source(_code_files("contracts", "services", "gateway"))
+    upper_literals = re.findall(r"""["']([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)["']""", code)
+    return frozenset(names_read(_code_files("contracts", "services", "gateway")) | set(upper_literals))
+
+
+def required_settings(service: str) -> set[str]:
+    needed = set(config_settings()) | PLATFORM_SETTINGS
+    if service == "gateway":
+        needed |= set(gateway_secrets())
+    return needed
+
+
+def test_the_code_is_read_as_expected() -> None:
+    # If these fail, the regexes above no longer see the code, and the checks below would pass vacuously.
+    assert {
+        "AMQP_URI",
+        "POSTGRES_HOST",
+        "POSTGRES_PORT",
+        "POSTGRES_DBNAME",
+        "POSTGRES_USER",
+        "POSTGRES_PASSWORD",
+    } <= config_settings()
+    assert "CRM_JWT_SECRET" in gateway_secrets()
+    assert PLATFORM_SETTINGS <= known_names()
+
+
+# --- packages, entry points, served classes ---------------------------------------------------------
+
+
+def pyproject(package_dir: str) -> dict[str, Any]:
+    import tomllib
+
+    return tomllib.loads((ROOT / package_dir / "pyproject.toml").read_text())
+
+
+def package_dir_of_module(module: str) -> str:
+    top = module.split(".")[0]
+    found = [p.parent for p in ROOT.glob("**/pyproject.toml") if (p.parent / top).is_dir() and ".venv" not in p.parts]
+    assert len(found) == 1, f"no single package holds {top}: {found}"
+    return found[0].relative_to(ROOT).as_posix()
+
+
+def served_class_file(target: str) -> Path:
+    """`module:Class` given to crm-serve -> the module's file, after checking the class is in it."""
+    module, _, cls = target.partition(":")
+    assert cls, f"crm-serve needs module:Class, not {target!r}"
+    path = ROOT / package_dir_of_module(module) / (module.replace(".", "/") + ".py")
+    assert path.is_file(), f"{target}: no {path}"
+    assert re.search(rf"^class {re.escape(cls)}\b", path.read_text(), re.M), f"{target}: no class {cls} in {path}"
+    return path
+
+
+def service_name_of(target: str) -> str:
+    """The nameko service name (`name = "..."`) of the class crm-serve runs."""
+    text = served_class_file(target).read_text()
+    cls = target.partition(":")[2]
+    body = text[text.index(f"class {cls}") :]
+    match = re.search(r"""^\s+name\s*=\s*["']([\w-]+)["']""", body, re.M)
+    assert match, f"{target}: no nameko `name`"
+    return match.group(1)
+
+
+def migrations_of(package_dir: str) -> set[str]:
+    return set(pyproject(package_dir).get("project", {}).get("entry-points", {}).get("crm.migrations", {}))
+
+
+def local_deps(package_dir: str) -> set[str]:
+    """The crm-* distributions a package depends on (extras stripped)."""
+    deps = pyproject(package_dir)["project"].get("dependencies", [])
+    return {re.split(r"[\[<>=!~ ;]", d, maxsplit=1)[0] for d in deps if d.startswith("crm-")}
+
+
+def dist_name(package_dir: str) -> str:
+    return pyproject(package_dir)["project"]["name"]
+
+
+# --- compose -----------------------------------------------------------------------------------------
+
+
+@cache
+def compose() -> dict[str, Any]:
+    docs = list(yaml.safe_load_all(COMPOSE.read_text()))
+    assert len(docs) == 1
+    return docs[0]
+
+
+def compose_services() -> dict[str, Any]:
+    return compose()["services"]
+
+
+def compose_apps() -> dict[str, Any]:
+    """The platform's own long-running processes: those that run `crm-serve`."""
+    return {name: svc for name, svc in compose_services().items() if (svc.get("command") or [None])[0] == "crm-serve"}
+
+
+def test_compose_runs_the_platform() -> None:
+    services = compose_services()
+    assert {"rabbitmq", "postgres", "migrate"} <= set(services)
+    assert {"customer", "customer360", "gateway"} <= set(compose_apps())
+    assert services["rabbitmq"]["image"].startswith("rabbitmq:3.10-management")
+    assert services["postgres"]["image"].split(":")[1].startswith("15")
+
+
+def test_every_compose_service_is_healthchecked_and_restarts() -> None:
+    for name, svc in compose_services().items():
+        if name == "migrate":
+            assert svc.get("restart", "no") == "no", "a one-shot must not restart forever"
+            continue
+        check = svc.get("healthcheck")
+        assert check and check.get("test") and not check.get("disable"), f"{name}: no healthcheck"
+        assert svc.get("restart") in {"always", "unless-stopped", "on-failure"}, f"{name}: no restart policy"
+
+
+def test_depends_on_conditions_can_be_met() -> None:
+    services = compose_services()
+    for name, svc in services.items():
+        for target, cond in (svc.get("depends_on") or {}).items():
+            assert target in services, f"{name} depends on unknown {target}"
+            condition = cond["condition"]
+            if condition == "service_healthy":
+                assert services[target].get("healthcheck"), f"{name} waits for {target} to be healthy: no check"
+            elif condition == "service_completed_successfully":
+                assert target == "migrate", f"{name}: only the one-shot migrate completes"
+            else:
+                pytest.fail(f"{name} -> {target}: use service_healthy or service_completed_successfully")
+
+
+@pytest.mark.parametrize("name", sorted(compose_apps()))
+def test_every_app_starts_after_migrate_broker_and_database(name: str) -> None:
+    deps = compose_apps()[name]["depends_on"]
+    assert deps["migrate"]["condition"] == "service_completed_successfully"
+    assert deps["rabbitmq"]["condition"] == "service_healthy"
+    assert deps["postgres"]["condition"] == "service_healthy"
+
+
+def web_port(env: dict[str, Any]) -> int:
+    return int(str(env["WEB_SERVER_ADDRESS"]).rpartition(":")[2])
+
+
+@pytest.mark.parametrize("name", sorted(compose_apps()))
+def test_app_healthcheck_asks_readiness_on_its_own_port(name: str) -> None:
+    svc = compose_apps()[name]
+    test = svc["healthcheck"]["test"]
+    assert test[0] in {"CMD", "CMD-SHELL"}
+    text = " ".join(test[1:])
+    assert "curl" not in text and "wget" not in text, "python:3.11-slim has neither"
+    assert text.split()[0] == "python"
+    assert f"127.0.0.1:{web_port(svc['environment'])}/health/ready" in text
+
+
+@pytest.mark.parametrize("name", sorted(compose_apps()))
+def test_app_environment_is_complete(name: str) -> None:
+    env = compose_apps()[name]["environment"]
+    assert isinstance(env, dict), "environment as a mapping (the shared anchor is merged into it)"
+    missing = required_settings(name) - set(env)
+    assert not missing, f"{name}: the code reads {sorted(missing)}, compose does not set them"
+    unknown = set(env) - known_names()
+    assert not unknown, f"{name}: {sorted(unknown)} are read by no code (typo?)"
+    assert str(env["CREATE_TABLE"]).lower() == "false"
+    assert env["POSTGRES_HOST"] == "postgres"
+    assert urlsplit(env["AMQP_URI"]).hostname == "rabbitmq"
+
+
+@pytest.mark.parametrize("name", sorted(compose_apps()))
+def test_app_image_holds_what_it_runs(name: str) -> None:
+    svc = compose_apps()[name]
+    target = svc["command"][1]
+    assert service_name_of(target) == name, "compose service named after the nameko service"
+    args = svc["build"]["args"]
+    packages = args["PACKAGES"].split()
+    assert package_dir_of_module(target.split(":")[0]) in packages
+    assert args.get("SERVICE") == target
+    check_package_closure(packages)
+
+
+def check_package_closure(packages: list[str]) -> None:
+    for p in packages:
+        assert (ROOT / p / "pyproject.toml").is_file(), f"PACKAGES: {p} is not a package"
+    present = {dist_name(p) for p in packages}
+    for p in packages:
+        missing = local_deps(p) - present
+        assert not missing, f"{p} needs {sorted(missing)}, not in PACKAGES {packages}"
+
+
+def test_compose_builds_from_the_repository_root() -> None:
+    for svc in compose_services().values():
+        if "build" in svc:
+            assert svc["build"]["context"] == "."
+            assert (ROOT / svc["build"]["dockerfile"]) == DOCKERFILE
+            check_package_closure(svc["build"]["args"]["PACKAGES"].split())
+    published = compose_apps()["gateway"]["ports"]
+    assert any(str(p).endswith(":8000") for p in published)
+
+
+def schemas_by_service() -> dict[str, set[str]]:
+    """The schemas each deployed service's own package registers for crm-migrate."""
+    return {
+        name: migrations_of(package_dir_of_module(svc["command"][1].split(":")[0]))
+        for name, svc in compose_apps().items()
+    }
+
+
+def test_compose_migrate_creates_every_schema_as_its_owner() -> None:
+    migrate = compose_services()["migrate"]
+    packages = migrate["build"]["args"]["PACKAGES"].split()
+    registered = set().union(*(migrations_of(p) for p in packages))
+    script = " ".join(migrate.get("entrypoint") or []) + "\n" + "\n".join(migrate["command"])
+    runs = {}
+    for line in script.splitlines():
+        words = shlex.split(line) if "crm-migrate" in line else []
+        if words:
+            env = dict(w.split("=", 1) for w in words if "=" in w and not w.startswith("-"))
+            schemas = words[words.index("crm-migrate") + 1 :]
+            assert schemas, "crm-migrate with no schema migrates everything as one role"
+            for schema in schemas:
+                runs[schema] = env
+    for name, schemas in schemas_by_service().items():
+        app_env = compose_apps()[name]["environment"]
+        for schema in schemas:
+            assert schema in registered, f"migrate's image lacks the package that registers {schema}"
+            assert schema in runs, f"schema {schema} of {name} is never migrated"
+            assert runs[schema].get("POSTGRES_USER") == app_env["POSTGRES_USER"], f"{schema}: wrong role"
+            assert runs[schema].get("POSTGRES_PASSWORD") == app_env["POSTGRES_PASSWORD"]
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for key in ("POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_DBNAME"):
+        assert migrate["environment"][key] == compose_apps()["customer"]["environment"][key]
+
+
+# --- PostgreSQL and RabbitMQ set-up --------------------------------------------------------------------
+
+
+def test_postgres_init_creates_a_role_owning_each_schema() -> None:
+    sql = INIT_SQL.read_text()
+    postgres = compose_services()["postgres"]
+    assert any(v.startswith("./deploy/postgres/init.sql:/docker-entrypoint-initdb.d/") for v in postgres["volumes"])
+    assert "pg_isready" in postgres["healthcheck"]["test"] and "-h" in postgres["healthcheck"]["test"], (
+        "pg_isready over TCP, or it turns healthy while init.sql still runs"
+    )
+    for name, schemas in schemas_by_service().items():
+        env = compose_apps()[name]["environment"]
+        assert env["POSTGRES_DBNAME"] == postgres["environment"]["POSTGRES_DB"]
+        user, password = env["POSTGRES_USER"], env["POSTGRES_PASSWORD"]
+        assert re.search(rf"CREATE ROLE {user} LOGIN PASSWORD '{re.escape(password)}';", sql), f"no role {user}"
+        for schema in schemas:
+            assert re.search(rf"CREATE SCHEMA {schema} AUTHORIZATION {user};", sql), f"{schema} not owned by {user}"
+        grant = re.search(r"GRANT CONNECT, CREATE ON DATABASE (\w+) TO ([\w, ]+);", sql)
+        assert grant and grant.group(1) == env["POSTGRES_DBNAME"] and user in grant.group(2).replace(" ", "").split(",")
+
+
+@cache
+def definitions() -> dict[str, Any]:
+    return json.loads(DEFINITIONS.read_text())
+
+
+def rabbit_password_ok(user: dict[str, Any], password: str) -> bool:
+    """RabbitMQ's rabbit_password_hashing_sha256: base64(salt(4 bytes) + sha256(salt + password))."""
+    assert user["hashing_algorithm"] == "rabbit_password_hashing_sha256"
+    raw = base64.b64decode(user["password_hash"])
+    salt, digest = raw[:4], raw[4:]
+    return hashlib.sha256(salt + password.encode()).digest() == digest
+
+
+def test_rabbitmq_loads_the_definitions() -> None:
+    rabbit = compose_services()["rabbitmq"]
+    conf = dict(
+        line.split("=", 1)
+        for line in RABBITMQ_CONF.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+    conf = {k.strip(): v.strip() for k, v in conf.items()}
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in rabbit["volumes"] if v.startswith("./")}
+    assert mounts[conf["load_definitions"]] == "./deploy/rabbitmq/definitions.json"
+    assert any(
+        target.startswith("/etc/rabbitmq/conf.d/")
+        for target, src in mounts.items()
+        if src == "./deploy/rabbitmq/rabbitmq.conf"
+    )
+    assert rabbit.get("hostname"), "a fixed hostname keeps the node name, and its data, across re-creation"
+
+
+def test_rabbitmq_declares_the_platform_exchanges_durable() -> None:
+    vhosts = {v["name"] for v in definitions()["vhosts"]}
+    for svc in compose_apps().values():
+        assert unquote(urlsplit(svc["environment"]["AMQP_URI"]).path.lstrip("/")) in vhosts
+    exchanges = {(e["vhost"], e["name"]): e for e in definitions()["exchanges"]}
+    for vhost in vhosts:
+        for name in (EXCHANGE, DEAD_LETTER_EXCHANGE):
+            e = exchanges[(vhost, name)]
+            # The code declares them topic, durable, not auto-deleted: anything else is PRECONDITION_FAILED.
+            assert (e["type"], e["durable"], e["auto_delete"], e["internal"], e["arguments"]) == (
+                "topic",
+                True,
+                False,
+                False,
+                {},
+            )
+
+
+@pytest.mark.parametrize("name", sorted(compose_apps()))
+def test_each_service_logs_in_to_rabbitmq_as_itself(name: str) -> None:
+    uri = urlsplit(compose_apps()[name]["environment"]["AMQP_URI"])
+    users = {u["name"]: u for u in definitions()["users"]}
+    assert uri.username == name, "one broker user per service"
+    assert rabbit_password_ok(users[uri.username], unquote(uri.password or ""))
+    assert users[uri.username]["tags"] in ([], ""), "a service user is not a management user"
+
+
+def broker_needs(name: str, target: str) -> dict[str, set[str]]:
+    """The broker resources service `name` declares (configure), binds or publishes to (write), and
+    binds from or consumes (read), as nameko 2.14 and crm_runtime do it."""
+    text = served_class_file(target).read_text()
+    reply = f"rpc.reply-{name}-0f0e5c1e-0000-4000-8000-000000000000"
+    needs = {
+        "configure": {"nameko-rpc", f"rpc-{name}", reply},
+        "write": {"nameko-rpc", f"rpc-{name}", reply},
+        "read": {"nameko-rpc", f"rpc-{name}", reply},
+    }
+    if "EventSourcedApplication(" in text:  # the outbox relay declares crm.events and publishes to it
+        needs["configure"].add(EXCHANGE)
+        needs["write"].add(EXCHANGE)
+    inbox = re.search(r"""InboxConsumer\(\s*queue\s*=\s*["']([^"']+)["']""", text)
+    if inbox or "ClusterRpcProxy" in text:  # standalone proxies: gap repair, rebuild
+        standalone = "rpc.reply-standalone_rpc_proxy-0f0e5c1e-0000-4000-8000-000000000000"
+        for perm in needs.values():
+            perm.add(standalone)
+    if inbox:
+        queue = inbox.group(1)
+        for perm in needs.values():
+            perm |= {queue, f"{queue}.dead-letter", DEAD_LETTER_EXCHANGE}
+        needs["configure"].add(EXCHANGE)  # declared by the consumer too
+        needs["read"].add(EXCHANGE)  # queue.bind needs read on the exchange
+    return needs
+
+
+def permission_of(user: str) -> dict[str, str]:
+    found = [p for p in definitions()["permissions"] if p["user"] == user]
+    assert len(found) == 1, f"{user}: {len(found)} permission entries"
+    return found[0]
+
+
+@pytest.mark.parametrize("name", sorted(compose_apps()))
+def test_broker_permissions_allow_what_the_service_does(name: str) -> None:
+    target = compose_apps()[name]["command"][1]
+    perm = permission_of(name)
+    for kind, resources in broker_needs(name, target).items():
+        for resource in resources:
+            # RabbitMQ matches permission regexes unanchored (re:run), as re.search does.
+            assert re.search(perm[kind], resource), f"{name} may not {kind} {resource}: {perm[kind]}"
+
+
+@pytest.mark.parametrize("name", sorted(compose_apps()))
+def test_broker_permissions_keep_services_apart(name: str) -> None:
+    perm = permission_of(name)
+    for other, svc in compose_apps().items():
+        if other == name:
+            continue
+        theirs = broker_needs(other, svc["command"][1])
+        mine = broker_needs(name, compose_apps()[name]["command"][1])
+        private = {r for r in theirs["read"] if r.startswith(("rpc-", "rpc.reply-", f"{other}."))} - mine["read"]
+        for resource in private:
+            assert not re.search(perm["read"], resource), f"{name} may consume {other}'s {resource}"
+            assert not re.search(perm["configure"], resource), f"{name} may delete {other}'s {resource}"
+    if "EventSourcedApplication(" not in served_class_file(compose_apps()[name]["command"][1]).read_text():
+        assert not re.search(perm["write"], EXCHANGE), f"only publishing services write to {EXCHANGE}"
+
+
+# --- Kubernetes ------------------------------------------------------------------------------------------
+
+API_VERSIONS = {
+    "Namespace": "v1",
+    "ConfigMap": "v1",
+    "Secret": "v1",
+    "Service": "v1",
+    "Deployment": "apps/v1",
+    "Job": "batch/v1",
+    "PodDisruptionBudget": "policy/v1",
+}
+
+
+def manifest_files() -> list[Path]:
+    return sorted(p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
+
+
+@cache
+def manifests() -> tuple[dict[str, Any], ...]:
+    docs: list[dict[str, Any]] = []
+    for path in manifest_files():
+        docs += [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    return tuple(docs)
+
+
+def of_kind(kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in manifests() if d["kind"] == kind}
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    assert kustomization["kind"] == "Kustomization"
+    assert sorted(kustomization["resources"]) == sorted(p.name for p in manifest_files())
+    assert len(set(kustomization["resources"])) == len(kustomization["resources"])
+    assert kustomization["namespace"] in of_kind("Namespace")
+    images = {i["name"] for i in kustomization.get("images", [])}
+    used = {
+        c["image"].split(":")[0]
+        for d in of_kind("Deployment").values()
+        for c in d["spec"]["template"]["spec"]["containers"]
+    }
+    assert used <= images, "every image can be retagged in one place"
+
+
+def test_every_manifest_is_well_formed() -> None:
+    seen = set()
+    for doc in manifests():
+        assert API_VERSIONS.get(doc["kind"]) == doc["apiVersion"], f"{doc['kind']}: {doc['apiVersion']}"
+        meta = doc["metadata"]
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", meta["name"]), meta["name"]
+        assert "namespace" not in meta or meta["namespace"] == "crm"
+        key = (doc["kind"], meta["name"])
+        assert key not in seen, f"{key} twice"
+        seen.add(key)
+    for path in manifest_files():
+        assert "&" not in re.sub(r"#.*", "", path.read_text()), f"{path.name}: no YAML anchors (older kustomize)"
+
+
+def k8s_env_keys(pod_spec: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
+    """Every environment name a container gets, with its value (from the ConfigMaps and Secrets)."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            ref = source["configMapRef"]["name"]
+            assert ref in of_kind("ConfigMap"), f"no ConfigMap {ref}"
+            env.update(of_kind("ConfigMap")[ref]["data"])
+        else:
+            ref = source["secretRef"]["name"]
+            assert ref in of_kind("Secret"), f"no Secret {ref}"
+            secret = of_kind("Secret")[ref]
+            assert "data" not in secret, "placeholders as stringData"
+            env.update(secret["stringData"])
+    for item in container.get("env", []):
+        env[item["name"]] = item.get("value", "")
+    return env
+
+
+def deployments() -> dict[str, dict[str, Any]]:
+    return of_kind("Deployment")
+
+
+def the_container(deployment: dict[str, Any]) -> dict[str, Any]:
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def declared_ports(container: dict[str, Any]) -> dict[Any, int]:
+    ports: dict[Any, int] = {}
+    for p in container["ports"]:
+        ports[p["containerPort"]] = p["containerPort"]
+        if "name" in p:
+            ports[p["name"]] = p["containerPort"]
+    return ports
+
+
+def test_kubernetes_runs_the_same_services_as_compose() -> None:
+    assert set(deployments()) == set(compose_apps())
+    for name, dep in deployments().items():
+        assert the_container(dep)["command"] == compose_apps()[name]["command"]
+
+
+@pytest.mark.parametrize("name", sorted(compose_apps()))
+def test_deployment_is_probed_on_the_port_it_serves(name: str) -> None:
+    dep = deployments()[name]
+    spec = dep["spec"]
+    assert spec["replicas"] >= 2, "two replicas show the service scales (the relay elects one leader)"
+    labels = spec["template"]["metadata"]["labels"]
+    assert spec["selector"]["matchLabels"].items() <= labels.items()
+    container = the_container(dep)
+    ports = declared_ports(container)
+    env = k8s_env_keys(spec["template"]["spec"], container)
+    assert web_port(env) in ports.values(), "the process listens on WEB_SERVER_ADDRESS: declare that port"
+    for probe, path in (
+        ("livenessProbe", "/health/live"),
+        ("readinessProbe", "/health/ready"),
+        ("startupProbe", "/health/live"),
+    ):
+        get = container[probe]["httpGet"]
+        assert get["path"] == path, f"{name} {probe}"
+        assert get["port"] in ports, f"{name} {probe} on port {get['port']}, declared {list(ports)}"
+        assert ports[get["port"]] == web_port(env)
+    served_class_file(container["command"][1])
+    assert container["command"][0] == "crm-serve"
+    assert container["image"].split(":")[0] == f"crm/{name}"
+
+
+@pytest.mark.parametrize("name", sorted(compose_apps()))
+def test_deployment_environment_is_complete(name: str) -> None:
+    dep = deployments()[name]
+    container = the_container(dep)
+    env = k8s_env_keys(dep["spec"]["template"]["spec"], container)
+    missing = required_settings(name) - set(env)
+    assert not missing, f"{name}: the code reads {sorted(missing)}, the ConfigMap/Secret do not set them"
+    unknown = set(env) - known_names()
+    assert not unknown, f"{name}: {sorted(unknown)} are read by no code (typo?)"
+    assert env["CREATE_TABLE"] == "false"
+    assert env["QUEUE_TYPE"] == "quorum", "RabbitMQ runs clustered on Kubernetes"
+    assert env["POSTGRES_USER"] == name, "one PostgreSQL role per service"
+    assert urlsplit(env["AMQP_URI"]).username == name, "one RabbitMQ user per service"
+
+
+def test_secrets_hold_placeholders_only() -> None:
+    for name, secret in of_kind("Secret").items():
+        for key, value in secret["stringData"].items():
+            if "PASSWORD" in key or "SECRET" in key:
+                assert value == "CHANGE_ME", f"{name}.{key}: placeholders only"
+            if key == "AMQP_URI":
+                assert urlsplit(value).password == "CHANGE_ME", f"{name}.{key}: placeholders only"
+
+
+def cpu_millis(value: Any) -> float:
+    text = str(value)
+    return float(text[:-1]) if text.endswith("m") else float(text) * 1000
+
+
+def mebibytes(value: str) -> float:
+    units = {"Mi": 1, "Gi": 1024, "Ki": 1 / 1024}
+    return float(value[:-2]) * units[value[-2:]]
+
+
+def all_containers(pod_spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return pod_spec.get("initContainers", []) + pod_spec["containers"]
+
+
+def test_resources_fit_a_two_core_node() -> None:
+    total_cpu = total_memory = 0.0
+    for name, dep in deployments().items():
+        for c in all_containers(dep["spec"]["template"]["spec"]):
+            req, lim = c["resources"]["requests"], c["resources"]["limits"]
+            assert cpu_millis(req["cpu"]) <= cpu_millis(lim["cpu"]) <= 2000, name
+            assert mebibytes(req["memory"]) <= mebibytes(lim["memory"]), name
+            total_cpu += dep["spec"]["replicas"] * cpu_millis(req["cpu"])
+            total_memory += dep["spec"]["replicas"] * mebibytes(req["memory"])
+    for job in of_kind("Job").values():
+        for c in all_containers(job["spec"]["template"]["spec"]):
+            assert {"requests", "limits"} <= set(c["resources"]), f"{job['metadata']['name']}/{c['name']}"
+    # Leave a quarter of the node for the kubelet, system pods and a rolling update's extra pod.
+    assert total_cpu <= 1500, f"{total_cpu}m of CPU requested"
+    assert total_memory <= 3 * 1024, f"{total_memory}Mi of memory requested"
+
+
+def test_pods_run_unprivileged() -> None:
+    pods = [d["spec"]["template"]["spec"] for d in list(deployments().values()) + list(of_kind("Job").values())]
+    for pod in pods:
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] != 0
+        mounts_tmp = {v["name"] for v in pod.get("volumes", []) if "emptyDir" in v}
+        for c in all_containers(pod):
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False
+            if sc.get("readOnlyRootFilesystem"):
+                assert any(m["mountPath"] == "/tmp" and m["name"] in mounts_tmp for m in c.get("volumeMounts", [])), (
+                    f"{c['name']}: a read-only root needs a writable /tmp"
+                )
+
+
+@pytest.mark.parametrize("name", sorted(compose_apps()))
+def test_service_and_disruption_budget_select_the_deployment(name: str) -> None:
+    dep = deployments()[name]
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    service = of_kind("Service")[name]
+    assert service["spec"]["selector"].items() <= labels.items()
+    ports = declared_ports(the_container(dep))
+    for port in service["spec"]["ports"]:
+        assert port["targetPort"] in ports, f"Service {name} targets undeclared port {port['targetPort']}"
+    budgets = [
+        p
+        for p in of_kind("PodDisruptionBudget").values()
+        if p["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    ]
+    assert len(budgets) == 1, f"{name}: {len(budgets)} PodDisruptionBudgets"
+    budget = budgets[0]["spec"]
+    if "minAvailable" in budget:
+        assert 0 < budget["minAvailable"] < dep["spec"]["replicas"], "a drain must be able to evict one pod"
+    else:
+        assert budget["maxUnavailable"] >= 1
+
+
+def test_migrate_job_creates_every_schema_as_its_owner() -> None:
+    jobs = of_kind("Job")
+    assert list(jobs) == ["crm-migrate"]
+    pod = jobs["crm-migrate"]["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] in {"Never", "OnFailure"}
+    migrated: dict[str, dict[str, Any]] = {}
+    for c in all_containers(pod):
+        if c["command"][0] == "crm-migrate":
+            assert len(c["command"]) >= 2, "crm-migrate with no schema migrates everything as one role"
+            for schema in c["command"][1:]:
+                migrated[schema] = c
+    for name, schemas in schemas_by_service().items():
+        dep_container = the_container(deployments()[name])
+        for schema in schemas:
+            assert schema in migrated, f"the Job never migrates schema {schema} of {name}"
+            c = migrated[schema]
+            assert c["image"] == dep_container["image"], f"{schema}: migrate with the service's own image"
+            assert c["envFrom"] == dep_container["envFrom"], f"{schema}: migrate as the service's own role"
+
+
+# --- the image ---------------------------------------------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line.strip() else "")
+        for line in text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+def test_dockerfile_installs_from_the_pins_as_non_root() -> None:
+    instructions = dockerfile_instructions()
+    froms = [args for op, args in instructions if op == "FROM"]
+    args = {a.split("=", 1)[0]: a.split("=", 1)[1].strip('"') for op, a in instructions if op == "ARG" and "=" in a}
+    assert len(froms) >= 2, "multi-stage"
+    assert all(f.split()[0] in {"${PYTHON_IMAGE}", "python:3.11-slim"} for f in froms)
+    assert args["PYTHON_IMAGE"] == "python:3.11-slim"
+    assert "PACKAGES" in args or any(a == "PACKAGES" for op, a in instructions if op == "ARG")
+    installs = [a for op, a in instructions if op == "RUN" and "pip install" in a]
+    assert installs and all("-c requirements/pins.txt" in a for a in installs)
+    assert not any(re.search(r"\s(-e|--editable)\s", a) for a in installs), "non-editable installs"
+    users = [a for op, a in instructions if op == "USER"]
+    assert users and users[-1].split(":")[0].isdigit() and users[-1].split(":")[0] != "0"
+    copies = [a.split()[0] for op, a in instructions if op == "COPY" and not a.startswith("--from")]
+    assert "requirements/pins.txt" in copies
+    for source in copies:
+        assert (ROOT / source).exists(), f"COPY {source}: not in the repository root (the build context)"
+    assert args["SETUPTOOLS_VERSION"].split(".")[0].isdigit() and int(args["SETUPTOOLS_VERSION"].split(".")[0]) < 81
+
+
+def test_dockerignore_keeps_what_the_dockerfile_copies() -> None:
+    patterns = [
+        line.strip() for line in DOCKERIGNORE.read_text().splitlines() if line.strip() and not line.startswith("#")
+    ]
+    copies = [a.split()[0] for op, a in dockerfile_instructions() if op == "COPY" and not a.startswith("--from")]
+    kept = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
+    for source in copies:
+        assert source.rstrip("/") in kept, f"COPY {source} is excluded by {DOCKERIGNORE.name}"
