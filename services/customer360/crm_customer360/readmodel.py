@@ -15,8 +15,7 @@ from crm_runtime.inbox import create_tracking_table
 
 SCHEMA = "customer360"
 
-DDL = """
-CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public;
+TABLES_DDL = """
 CREATE TABLE IF NOT EXISTS customer_view (
     customer_id uuid PRIMARY KEY,
     name text,
@@ -25,8 +24,6 @@ CREATE TABLE IF NOT EXISTS customer_view (
     last_activity_at timestamptz,
     doc jsonb NOT NULL
 );
-CREATE INDEX IF NOT EXISTS customer_view_name_trgm ON customer_view USING gin (lower(name) public.gin_trgm_ops);
-CREATE INDEX IF NOT EXISTS customer_view_email_trgm ON customer_view USING gin (lower(email) public.gin_trgm_ops);
 CREATE TABLE IF NOT EXISTS timeline (
     origin text NOT NULL,
     position bigint NOT NULL,
@@ -38,16 +35,29 @@ CREATE TABLE IF NOT EXISTS timeline (
     payload jsonb NOT NULL,
     PRIMARY KEY (origin, position)
 );
+"""
+#: Search and timeline indexes. A rebuild creates them after its bulk load: filling trigram (GIN)
+#: indexes row by row costs more than building them once.
+INDEXES_DDL = """
+CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public;
+CREATE INDEX IF NOT EXISTS customer_view_name_trgm ON customer_view USING gin (lower(name) public.gin_trgm_ops);
+CREATE INDEX IF NOT EXISTS customer_view_email_trgm ON customer_view USING gin (lower(email) public.gin_trgm_ops);
 CREATE INDEX IF NOT EXISTS timeline_customer ON timeline (customer_id, occurred_at DESC);
 """
 
 TIMELINE_PAGE = 50
 
 
-def create_tables(cur: Any) -> None:
+def create_tables(cur: Any, with_indexes: bool = True) -> None:
     """Migration (`crm-migrate customer360`): the read model and its inbox tracking."""
-    cur.execute(DDL)
+    cur.execute(TABLES_DDL)
+    if with_indexes:
+        create_indexes(cur)
     create_tracking_table(cur)
+
+
+def create_indexes(cur: Any) -> None:
+    cur.execute(INDEXES_DDL)
 
 
 def apply_batch(cur: Any, envelopes: list[dict[str, Any]]) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg2
 from psycopg2 import sql
 
-from crm_customer360.readmodel import SCHEMA, apply_batch, create_tables
+from crm_customer360.readmodel import SCHEMA, apply_batch, create_indexes, create_tables
 from crm_runtime import config
 from crm_runtime.inbox import Fetch, Inbox
 
@@ -54,7 +54,7 @@ def rebuild(fetch: Fetch, origins: list[str], page: int = 5000) -> RebuildReport
             cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(NEXT_SCHEMA)))
             cur.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(NEXT_SCHEMA)))
             cur.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(NEXT_SCHEMA)))
-            create_tables(cur)
+            create_tables(cur, with_indexes=False)
         with admin, admin.cursor() as cur:
             cur.execute(sql.SQL("SELECT origin, position FROM {}.inbox_tracking").format(sql.Identifier(SCHEMA)))
             seen = {origin for origin, position in cur.fetchall() if position > 0}
@@ -63,6 +63,9 @@ def rebuild(fetch: Fetch, origins: list[str], page: int = 5000) -> RebuildReport
         try:
             for origin in origins:
                 report.events += _pull_all(fresh, fetch, origin, page, required=origin in seen)
+            with admin, admin.cursor() as cur:
+                cur.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(NEXT_SCHEMA)))
+                create_indexes(cur)
             with admin, admin.cursor() as cur:
                 cur.execute(sql.SQL("LOCK TABLE {}.inbox_tracking IN ACCESS EXCLUSIVE MODE").format(
                     sql.Identifier(SCHEMA)))
