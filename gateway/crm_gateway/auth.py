@@ -99,6 +99,33 @@ def scopes_of(claims: dict[str, Any]) -> frozenset[str]:
     return frozenset()
 
 
+#: Tokens already verified, with their expiry: a client sends the same token with every request,
+#: and checking its signature each time was a tenth of the gateway's CPU under load.
+_verified_tokens: dict[tuple[str, str], tuple[Principal, float]] = {}
+_VERIFIED_TOKENS_MAX = 10_000
+
+
+def _verified(token: str, secret: str) -> Principal:
+    """The principal of a valid, unexpired token; 401 otherwise."""
+    known = _verified_tokens.get((token, secret))
+    if known is not None and time.time() < known[1] + LEEWAY:
+        return known[0]
+    try:
+        claims = jwt.decode(
+            token, secret, algorithms=[ALGORITHM], leeway=LEEWAY, options={"require": ["exp", "sub"]}
+        )
+    except jwt.ExpiredSignatureError:
+        _verified_tokens.pop((token, secret), None)
+        raise unauthorized("the token has expired") from None
+    except jwt.InvalidTokenError as exc:
+        raise unauthorized(f"the token is not valid: {exc}") from None
+    principal = Principal(subject=str(claims["sub"]), scopes=scopes_of(claims))
+    if len(_verified_tokens) >= _VERIFIED_TOKENS_MAX:
+        _verified_tokens.clear()
+    _verified_tokens[(token, secret)] = (principal, float(claims["exp"]))
+    return principal
+
+
 def authenticate(authorization: str | None, scope: str) -> Principal:
     """The caller of a request with this Authorization header, if it holds `scope`; else 401 or 403."""
     if not authorization:
@@ -107,15 +134,7 @@ def authenticate(authorization: str | None, scope: str) -> Principal:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise unauthorized("the Authorization header must be 'Bearer <token>'", error="invalid_request")
-    try:
-        claims = jwt.decode(
-            token, jwt_secret(), algorithms=[ALGORITHM], leeway=LEEWAY, options={"require": ["exp", "sub"]}
-        )
-    except jwt.ExpiredSignatureError:
-        raise unauthorized("the token has expired") from None
-    except jwt.InvalidTokenError as exc:
-        raise unauthorized(f"the token is not valid: {exc}") from None
-    principal = Principal(subject=str(claims["sub"]), scopes=scopes_of(claims))
+    principal = _verified(token, jwt_secret())
     if scope not in principal.scopes:
         raise ApiError(
             403,

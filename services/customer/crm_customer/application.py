@@ -38,6 +38,14 @@ class Customers(ServiceApplication):
     ) -> Customer:
         """Register a new customer; its email must not belong to another customer."""
         customer = Customer.register(name, email, phone, company, source_channel)
+        try:
+            # Most emails are new: claim optimistically, with no read first.
+            self.save(customer, EmailClaim(email=customer.email, holder=customer.id))
+            return customer
+        except IntegrityError:
+            pass  # the email has a claim already: held by someone, or released by its last holder
+        # The failed save took the first attempt's events: register afresh against the existing claim.
+        customer = Customer.register(name, email, phone, company, source_channel)
         claim = self._claim_email(customer.email, customer.id)
         self._save(customer, claim)
         return customer
