@@ -1,0 +1,160 @@
+"""The results as a table (platform figures against baselines and the issue's targets) and as JSON."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+#: The figures STACK.md recorded on this machine, shown beside today's for context.
+STACK_MD = {
+    "psycopg2_insert_commit": 1820,
+    "psycopg2_execute_values_100": 20921,
+    "kombu_publish_confirm_each": 598,
+    "kombu_publish_confirm_batch": 6500,
+    "nameko_rpc_roundtrip": 175,
+    "eventsourcing_save_1": 487,  # 329 without POSTGRES_ENABLE_DB_FUNCTIONS; crm_runtime turns them on
+    "eventsourcing_save_50": 4600,
+    "eventsourcing_select_notifications": 79022,
+}
+
+#: The issue's targets (issue 2, section 7): reported, never asserted.
+TARGETS = {
+    "registrations_per_second": (">=", 300.0),
+    "registration_p99_ms": ("<=", 150.0),
+    "lag_p99_ms": ("<=", 500.0),
+    "rebuild_events_per_second": (">=", 10000.0),
+    "rss_total_mib": ("<=", 1536.0),
+}
+
+NOTE_LOAD = ("The load generator (this process: plain threads, keep-alive http.client) runs on the same 2 cores "
+             "as the platform, RabbitMQ and PostgreSQL, and takes CPU from them: platform figures are lower "
+             "bounds of what the platform does on a machine of its own.")
+
+
+def target_status(key: str, value: float | None) -> dict[str, Any]:
+    """{"target": "≥ 300", "met": True/False/None} for one figure."""
+    op, limit = TARGETS[key]
+    met = None if value is None else (value >= limit if op == ">=" else value <= limit)
+    return {"target": f"{'≥' if op == '>=' else '≤'} {limit:,.0f}", "met": met}
+
+
+def _rate(baselines: dict[str, Any], key: str) -> float | None:
+    entry = baselines.get(key) or {}
+    return entry.get("rate")
+
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.1f}"
+    return f"{text} {unit}".strip()
+
+
+def _ratio(value: float | None, base: float | None) -> float | None:
+    if value is None or not base:
+        return None
+    return round(value / base, 2)
+
+
+def summary(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The platform rows: figure, value, baseline, ratio, target and whether it is met."""
+    base = results.get("baselines") or {}
+    plat = results.get("platform") or {}
+    reg = plat.get("registrations") or {}
+    lag = plat.get("lag") or {}
+    pipe = plat.get("pipeline") or {}
+    reb = plat.get("rebuild") or {}
+    mem = plat.get("memory") or {}
+    rtt = (base.get("nameko_rpc_roundtrip") or {}).get("round_trip_ms")
+    save_1 = _rate(base, "eventsourcing_save_1")
+    values_100 = _rate(base, "psycopg2_execute_values_100")
+    batch = _rate(base, "kombu_publish_confirm_batch")
+    rows: list[dict[str, Any]] = []
+
+    def row(figure: str, value: float | None, unit: str, baseline: str, base_value: float | None,
+            target: str | None = None) -> None:
+        entry: dict[str, Any] = {"figure": figure, "value": value, "unit": unit, "baseline": baseline,
+                                 "baseline_value": base_value, "ratio": _ratio(value, base_value)}
+        if target:
+            entry.update(target_status(target, value))
+        rows.append(entry)
+
+    clients = f"{reg['clients']} clients, {reg.get('accepted', 0):,} accepted" if "clients" in reg else "not run"
+    row(f"registrations/s via gateway ({clients})",
+        reg.get("per_second"), "/s", "eventsourcing save, 1 aggregate per save", save_1, "registrations_per_second")
+    row("registration latency p50", reg.get("p50_ms"), "ms", "one nameko RPC round trip", rtt)
+    row("registration latency p99", reg.get("p99_ms"), "ms", "one nameko RPC round trip", rtt, "registration_p99_ms")
+    rate = lag.get("achieved_rate")
+    paced = f"paced {_fmt(rate)}/s, {lag.get('sampled', 0)} sampled" if rate is not None else "not run"
+    row(f"projection lag p50 ({paced})", lag.get("lag_p50_ms"), "ms",
+        "one nameko RPC round trip", rtt)
+    row("projection lag p99", lag.get("lag_p99_ms"), "ms", "one nameko RPC round trip", rtt, "lag_p99_ms")
+    row("relay publish events/s (live, while seeding)", pipe.get("relay_per_second"), "/s",
+        "py-amqp publish, batch confirms", batch)
+    row("360 view live apply events/s (while seeding)", pipe.get("view_per_second"), "/s",
+        "psycopg2 100 rows/txn", values_100)
+    row(f"rebuild events/s over {reb.get('events', 0):,} events", reb.get("events_per_second"), "/s",
+        "psycopg2 100 rows/txn", values_100, "rebuild_events_per_second")
+    row("resident memory, all platform processes (peak)", mem.get("peak_total_mib"), "MiB", "", None,
+        "rss_total_mib")
+    for name, mib in (mem.get("peak_mib") or {}).items():
+        row(f"  resident memory {name} (peak)", mib, "MiB", "", None)
+    return rows
+
+
+def render(results: dict[str, Any]) -> str:
+    """The whole report as text: platform table, baselines table, notes."""
+    lines: list[str] = []
+    rows = summary(results) if results.get("platform") else []
+    if rows:
+        lines.append("Platform (one run, same machine and moment as the baselines)")
+        lines.append(f"{'figure':<62} {'platform':>12} {'baseline':>12} {'ratio':>7}  {'target':>9} {'met':>7}  "
+                     "baseline is")
+        for r in rows:
+            met = {True: "met", False: "NOT met", None: ""}[r.get("met")] if "target" in r else ""
+            if "target" in r and r.get("value") is None:
+                met = "n/a"
+            base_value = r["baseline_value"]
+            base_text = _fmt(base_value, r["unit"]) if base_value is not None else ""
+            ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else ""
+            lines.append(f"{r['figure']:<62} {_fmt(r['value'], r['unit']):>12} {base_text:>12} {ratio:>7}  "
+                         f"{r.get('target', ''):>9} {met:>7}  {r['baseline']}")
+        lines.append("")
+        cpus = (results.get("host") or {}).get("cpus")
+        phases = {name: entry["cpu_cores_used"] for name, entry in (results.get("platform") or {}).items()
+                  if isinstance(entry, dict) and "cpu_cores_used" in entry}
+        if phases:
+            lines.append(f"CPU used during each phase, in cores (of {cpus}); PostgreSQL and RabbitMQ count every "
+                         "session (shared), 'everything else' is other work on this machine")
+            for name, used in phases.items():
+                lines.append(f"  {name:<14} " + ", ".join(f"{who} {cores:.2f}" for who, cores in used.items()))
+            lines.append("")
+    base = results.get("baselines") or {}
+    if base:
+        lines.append(f"Baselines (median of {results.get('settings', {}).get('runs', 3)} short runs)")
+        lines.append(f"{'what':<84} {'today':>18} {'STACK.md':>10}  runs")
+        for key, entry in base.items():
+            if "error" in entry:
+                lines.append(f"{key:<84} {'FAILED':>18}  {entry['error']}")
+                continue
+            reference = STACK_MD.get(key)
+            lines.append(f"{entry['what']:<84} {_fmt(entry['rate'], entry['unit']):>18} "
+                         f"{_fmt(reference) if reference else '':>10}  {', '.join(f'{r:,.0f}' for r in entry['runs'])}")
+        lines.append("")
+    for note in results.get("notes", []):
+        lines.append(f"* {note}")
+    return "\n".join(lines)
+
+
+def write(results: dict[str, Any], out_dir: Path) -> Path:
+    """Write the results as <UTC timestamp>.json and latest.json in `out_dir`; the timestamped path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    results = {**results, "summary": summary(results) if results.get("platform") else []}
+    text = json.dumps(results, indent=2, default=str)
+    path = out_dir / f"{stamp}.json"
+    path.write_text(text)
+    (out_dir / "latest.json").write_text(text)
+    return path
