@@ -11,10 +11,15 @@ from crm_customer.application import Customers
 from crm_customer.domain import Customer
 from crm_customer.publishing import translator
 from crm_runtime.nameko.dependencies import EventSourcedApplication
-from crm_runtime.nameko.rpc import rpc
+from crm_runtime.nameko.rpc import aggregate_id, rpc
 from crm_runtime.nameko.service import EventSourcedService
 
 _customer = contracts.CustomerSchema()
+
+
+def customer_key(customer_id: str) -> UUID:
+    """The customer id argument of a call, checked (a non-UUID is `invalid`, not a crash)."""
+    return aggregate_id(customer_id, "customer_id")
 
 
 def customer_view(customer: Customer) -> dict[str, Any]:
@@ -53,12 +58,12 @@ class CustomerService(EventSourcedService):
 
     @rpc
     def get(self, customer_id: str) -> dict[str, Any]:
-        return customer_view(self.application.customer(UUID(customer_id)))
+        return customer_view(self.application.customer(customer_key(customer_id)))
 
     @rpc
     def change_profile(self, customer_id: str, payload: dict[str, Any], expected_version: int | None) -> dict[str, Any]:
         changes = schema_of(contracts.ChangeProfileRequest).load(payload)
-        return customer_view(self.application.change_profile(UUID(customer_id), expected_version, changes))
+        return customer_view(self.application.change_profile(customer_key(customer_id), expected_version, changes))
 
     @rpc
     def record_consent(
@@ -66,7 +71,7 @@ class CustomerService(EventSourcedService):
     ) -> dict[str, Any]:
         consent = schema_of(contracts.RecordConsentRequest).load(payload)
         customer = self.application.record_consent(
-            UUID(customer_id), channel, consent["granted"], consent["source"], consent["at"], expected_version
+            customer_key(customer_id), channel, consent["granted"], consent["source"], consent["at"], expected_version
         )
         return customer_view(customer)
 
@@ -76,10 +81,10 @@ class CustomerService(EventSourcedService):
     ) -> dict[str, Any]:
         rating = schema_of(contracts.SetCreditRatingRequest).load(payload)
         return customer_view(
-            self.application.set_credit_rating(UUID(customer_id), expected_version=expected_version, **rating)
+            self.application.set_credit_rating(customer_key(customer_id), expected_version=expected_version, **rating)
         )
 
     @rpc
     def grade(self, customer_id: str, payload: dict[str, Any], expected_version: int | None = None) -> dict[str, Any]:
         scores = schema_of(contracts.GradeCustomerRequest).load(payload)
-        return customer_view(self.application.grade(UUID(customer_id), expected_version=expected_version, **scores))
+        return customer_view(self.application.grade(customer_key(customer_id), expected_version=expected_version, **scores))

@@ -7,6 +7,7 @@ import pytest
 from marshmallow import ValidationError
 from nameko.testing.services import worker_factory
 
+from crm_contracts.errors import InvalidRequestError
 from crm_customer.application import Customers
 from crm_customer.domain import EmailTakenError
 from crm_customer.service import CustomerService
@@ -55,3 +56,9 @@ def test_errors_cross_rpc_as_service_errors_with_code_and_details():
     assert wire.details["existing_customer_id"] == "00000000-0000-0000-0000-000000000001"
     assert as_service_error(ValidationError({"name": ["required"]})).details == {"fields": {"name": ["required"]}}
     assert as_service_error(RuntimeError("bug")) is None
+
+
+def test_an_id_that_is_not_a_uuid_is_invalid_input_not_a_crash(service):
+    with pytest.raises(InvalidRequestError) as raised:
+        service.get("not-a-uuid")
+    assert raised.value.details["fields"] == {"customer_id": ["must be a UUID"]}

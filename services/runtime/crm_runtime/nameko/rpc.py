@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from marshmallow import ValidationError
 from nameko.exceptions import get_module_path, registry
 from nameko.rpc import Rpc
 
-from crm_contracts.errors import CrmError, ServiceError
+from crm_contracts.errors import CrmError, InvalidRequestError, ServiceError
 
 # Rebuild ServiceError (with code, message, details) on the caller's side instead of RemoteError.
 registry[get_module_path(ServiceError)] = ServiceError
+
+
+def aggregate_id(value: Any, field: str = "id") -> UUID:
+    """An id argument of an RPC call as a UUID; anything else is an `invalid` error naming the field."""
+    try:
+        return value if isinstance(value, UUID) else UUID(str(value))
+    except ValueError:
+        raise InvalidRequestError(f"{field}: {value!r} is not a UUID", fields={field: ["must be a UUID"]}) from None
 
 
 def as_service_error(exc: BaseException) -> ServiceError | None:
