@@ -87,4 +87,5 @@ class CustomerService(EventSourcedService):
     @rpc
     def grade(self, customer_id: str, payload: dict[str, Any], expected_version: int | None = None) -> dict[str, Any]:
         scores = schema_of(contracts.GradeCustomerRequest).load(payload)
-        return customer_view(self.application.grade(customer_key(customer_id), expected_version=expected_version, **scores))
+        customer = self.application.grade(customer_key(customer_id), expected_version=expected_version, **scores)
+        return customer_view(customer)
