@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +31,16 @@ from crm_gateway.web import principal_of
 from crm_runtime import config
 
 HEADER = "Idempotency-Key"
+
+
+def command_id(request: Request) -> str:
+    """The id a creating command carries to its service: the same for every replay of one
+    Idempotency-Key by one caller, else unique to this request. Either way, a command the broker
+    delivers twice (a service killed mid-call) takes effect once."""
+    key = request.headers.get(HEADER)
+    if key:
+        return f"{principal_of(request).subject}:{key}"
+    return str(uuid.uuid4())
 REPLAYED_HEADER = "Idempotent-Replayed"
 SCHEMA = "gateway"
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")

@@ -17,7 +17,7 @@ from crm_contracts import customer as contracts
 from crm_contracts.fields import schema_of
 from crm_gateway import openapi
 from crm_gateway.auth import ADMIN, READ, WRITE, JwtSettings
-from crm_gateway.idempotency import Idempotency
+from crm_gateway.idempotency import Idempotency, command_id
 from crm_gateway.schemas import ConsentChannelPath, SearchQuery
 from crm_gateway.web import (
     CorrelationId,
@@ -59,7 +59,10 @@ class GatewayService(ServiceWithHealth):
     @endpoint(WRITE)
     def register_customer(self, request: Request) -> Response:
         payload = load_body(request, contracts.RegisterCustomerRequest)
-        return self.idempotency.run(request, payload, lambda: customer_response(self.customer.register(payload), 201))
+        command = command_id(request)
+        return self.idempotency.run(
+            request, payload, lambda: customer_response(self.customer.register(payload, command), 201)
+        )
 
     @http("GET", "/v1/customers/<customer_id>")
     @endpoint(READ)

@@ -82,7 +82,7 @@ def test_concurrent_first_uses_run_the_command_once(idempotent_api, customer):
     release = eventlet.event.Event()
     calls = []
 
-    def slow_register(payload):
+    def slow_register(payload, command_id):
         calls.append(payload)
         release.wait()
         return customer_answer()
@@ -98,6 +98,13 @@ def test_concurrent_first_uses_run_the_command_once(idempotent_api, customer):
     assert {body(a)["error"]["code"] for a in answers} == {"in_progress"}
     assert len(calls) == 1
     assert register(idempotent_api, "key-6").headers["Idempotent-Replayed"] == "true"
+
+
+def test_the_command_carries_an_id_stable_per_caller_and_key(idempotent_api, customer):
+    register(idempotent_api, "key-7")
+    register(idempotent_api, "key-8")
+    first, second = (call.args[1] for call in customer.register.call_args_list)
+    assert first.endswith(":key-7") and second.endswith(":key-8")
 
 
 def test_racing_claims_have_one_winner(idempotency_store):

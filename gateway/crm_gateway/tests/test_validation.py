@@ -132,4 +132,6 @@ def test_a_valid_registration_reaches_the_service_as_sent(api, customer):
     payload = {**VALID_REGISTRATION, "phone": "+86 10 5555 0101", "source_channel": "event"}
     response = api.post("/v1/customers", payload)
     assert response.status_code == 201
-    customer.register.assert_called_once_with(payload)
+    customer.register.assert_called_once()
+    sent, command_id = customer.register.call_args.args
+    assert sent == payload and command_id  # without an Idempotency-Key: an id unique to this request

@@ -35,17 +35,27 @@ class Customers(ServiceApplication):
         phone: str | None = None,
         company: str | None = None,
         source_channel: str = "web",
+        customer_id: UUID | None = None,
     ) -> Customer:
-        """Register a new customer; its email must not belong to another customer."""
-        customer = Customer.register(name, email, phone, company, source_channel)
+        """Register a new customer; its email must not belong to another customer.
+
+        With `customer_id` (derived from the command's id), registering is idempotent: a command
+        delivered twice answers the customer its first delivery registered.
+        """
+        customer = Customer.register(name, email, phone, company, source_channel, customer_id)
         try:
             # Most emails are new: claim optimistically, with no read first.
             self.save(customer, EmailClaim(email=customer.email, holder=customer.id))
             return customer
         except IntegrityError:
-            pass  # the email has a claim already: held by someone, or released by its last holder
+            pass  # this command ran before, or the email has a claim already (held, or released)
+        if customer_id is not None:
+            try:
+                return self.customer(customer_id)
+            except CustomerNotFoundError:
+                pass
         # The failed save took the first attempt's events: register afresh against the existing claim.
-        customer = Customer.register(name, email, phone, company, source_channel)
+        customer = Customer.register(name, email, phone, company, source_channel, customer_id)
         claim = self._claim_email(customer.email, customer.id)
         self._save(customer, claim)
         return customer

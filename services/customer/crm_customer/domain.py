@@ -14,6 +14,7 @@ from crm_contracts.errors import ConflictError, InvalidRequestError, NotFoundErr
 from crm_contracts.vocabulary.customer import CONSENT_CHANNELS, CREDIT_RATINGS, PROFILE_FIELDS, SOURCE_CHANNELS
 
 EMAIL_CLAIM_NAMESPACE = uuid.UUID("0d0c7a57-86a4-4c3e-8f0b-5b8d51e4a1f2")
+REGISTRATION_NAMESPACE = uuid.UUID("5b0e8f3c-2a71-4d0c-9c62-7e4f1a9d3b85")
 
 
 class CustomerNotFoundError(NotFoundError):
@@ -83,12 +84,29 @@ class Customer(Aggregate):
 
     @classmethod
     def register(
-        cls, name: str, email: str, phone: str | None, company: str | None, source_channel: str
+        cls,
+        name: str,
+        email: str,
+        phone: str | None,
+        company: str | None,
+        source_channel: str,
+        customer_id: uuid.UUID | None = None,
     ) -> "Customer":
+        """A new customer; with `customer_id` (derived from the command), a redelivered command
+        collides with its first run in the event store instead of registering twice."""
         check_name(name)
         if source_channel not in SOURCE_CHANNELS:
             raise InvalidCustomerDataError("source_channel", f"must be one of {', '.join(SOURCE_CHANNELS)}")
-        return cls(name.strip(), normalise_email(email), phone, company, source_channel)
+        fields = {"name": name.strip(), "email": normalise_email(email), "phone": phone, "company": company,
+                  "source_channel": source_channel}
+        if customer_id is None:
+            return cls(**fields)
+        return cls._create(cls.Registered, id=customer_id, **fields)  # type: ignore[attr-defined]
+
+    @staticmethod
+    def id_for_registration(command_id: str) -> uuid.UUID:
+        """The id a customer registered by command `command_id` gets: the same for every delivery."""
+        return uuid.uuid5(REGISTRATION_NAMESPACE, command_id)
 
     def change_profile(self, changes: dict[str, Any]) -> None:
         unknown = set(changes) - set(PROFILE_FIELDS)

@@ -52,9 +52,11 @@ class CustomerService(EventSourcedService):
     application: Customers = EventSourcedApplication(Customers, translator)  # type: ignore[assignment]
 
     @rpc
-    def register(self, payload: dict[str, Any]) -> dict[str, Any]:
+    def register(self, payload: dict[str, Any], command_id: str | None = None) -> dict[str, Any]:
+        """Register; a `command_id` makes a redelivered or retried call answer the first registration."""
         fields = schema_of(contracts.RegisterCustomerRequest).load(payload)
-        return customer_view(self.application.register(**fields))
+        customer_id = Customer.id_for_registration(command_id) if command_id else None
+        return customer_view(self.application.register(**fields, customer_id=customer_id))
 
     @rpc
     def get(self, customer_id: str) -> dict[str, Any]:

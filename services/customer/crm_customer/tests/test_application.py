@@ -93,3 +93,15 @@ def test_feed_publishes_every_customer_event_with_metadata_and_a_previous_chain(
     assert {e["customer_id"] for e in envelopes} == {str(customer.id)}
     again = EventFeed(customers, translator).events_since(envelopes[1]["position"], 2)
     assert again == envelopes[2:4]
+
+
+def test_a_registration_delivered_twice_registers_once(customers):
+    from crm_customer.domain import Customer
+
+    customer_id = Customer.id_for_registration("caller:key-1")
+    first = customers.register("Li Na", "li.na@example.com", customer_id=customer_id)
+    again = customers.register("Li Na", "li.na@example.com", customer_id=customer_id)
+    assert again.id == first.id == customer_id and again.version == 1
+    assert customers.holder_of("li.na@example.com") == customer_id
+    with pytest.raises(EmailTakenError):
+        customers.register("Li Na", "li.na@example.com", customer_id=Customer.id_for_registration("caller:key-2"))
