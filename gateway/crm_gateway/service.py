@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import Any
 
 from nameko.timer import timer
-from nameko.web.handlers import http
 from werkzeug.wrappers import Request, Response
 
 from crm_contracts import customer as contracts
@@ -31,6 +30,7 @@ from crm_gateway.web import (
     uuid_path,
 )
 from crm_runtime.nameko.service import ServiceWithHealth
+from crm_runtime.nameko.web import http
 
 
 def customer_response(customer: dict[str, Any], status: int = 200) -> Response:

@@ -98,3 +98,11 @@ def test_an_idempotent_replay_returns_the_first_response(running_platform):
     other = running_platform.http("POST", "/v1/customers", json={**body, "name": "Changed"},
                                   headers={"Idempotency-Key": key})
     assert other.status_code == 422
+
+
+def test_unknown_paths_and_methods_answer_json_errors(running_platform):
+    missing = running_platform.http("GET", "/v1/nothing-here")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    wrong = running_platform.http("DELETE", "/v1/customers")
+    assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
+    assert "POST" in wrong.headers["Allow"]

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
-from nameko.web.handlers import http
 from werkzeug.wrappers import Response
 
 from crm_contracts.integration import Translator
 from crm_runtime.feed import EventFeed
 from crm_runtime.nameko.dependencies import Health
 from crm_runtime.nameko.rpc import rpc
+from crm_runtime.nameko.web import http
 
 #: The most events one `events_since` call returns.
 MAX_FEED_PAGE = 5000
