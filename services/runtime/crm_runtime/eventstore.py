@@ -129,12 +129,19 @@ class GroupCommit:
         if not pending.done:  # we lead: commit what is queued, then pass the lead on
             with self._mutex:
                 batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
-            self._commit(batch)
-            with self._mutex:
-                if self._queue:
-                    self._queue[0].wake.set()
-                else:
-                    self._committing = False
+            try:
+                self._commit(batch)
+            finally:
+                # Even if this green thread is killed mid-commit, nobody waits forever.
+                for waiting in batch:
+                    if not waiting.done:
+                        waiting.error = RuntimeError("the shared commit was interrupted; retry the command")
+                        self._finish([waiting])
+                with self._mutex:
+                    if self._queue:
+                        self._queue[0].wake.set()
+                    else:
+                        self._committing = False
         if pending.error is not None:
             raise pending.error
         return pending.result
@@ -150,20 +157,18 @@ class GroupCommit:
                 for aggregate, events in pending_events:
                     aggregate.pending_events[:] = events
             else:
-                self._finish(batch, None)
+                self._finish(batch)
                 return
         for pending in batch:
             try:
                 pending.result = self._save(*pending.objs, **pending.kwargs)
             except Exception as exc:  # noqa: BLE001 - handed back to that caller, raised there
                 pending.error = exc
-            self._finish([pending], None)
+            self._finish([pending])
 
     @staticmethod
-    def _finish(batch: list[_PendingSave], result: Any) -> None:
+    def _finish(batch: list[_PendingSave]) -> None:
         for pending in batch:
-            if pending.error is None and pending.result is None:
-                pending.result = result
             pending.done = True
             pending.wake.set()
 
