@@ -12,6 +12,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
 from crm_contracts import customer as contracts
+from crm_contracts import customer360 as read_side
 from crm_contracts.vocabulary.customer import CONSENT_CHANNELS
 from crm_gateway import schemas
 from crm_gateway.auth import ADMIN, READ, WRITE
@@ -28,9 +29,9 @@ COMPONENT_SCHEMAS: dict[str, Any] = {
     "SetCreditRatingRequest": contracts.SetCreditRatingRequest,
     "GradeCustomerRequest": contracts.GradeCustomerRequest,
     "Customer": contracts.CustomerSchema,
-    "Customer360": schemas.Customer360Schema,
-    "SearchPage": schemas.SearchPageSchema,
-    "RebuildReport": schemas.RebuildReportSchema,
+    "Customer360": read_side.Customer360Schema,
+    "SearchPage": read_side.SearchPageSchema,
+    "RebuildReport": read_side.RebuildReportSchema,
     "Error": schemas.ErrorSchema,
 }
 
@@ -128,7 +129,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "get", "/v1/customers", "searchCustomers", "Search customers by name or email, a page at a time", READ, 200,
         "SearchPage", (401, 403, 422, 503), "GET /v1/customers?q=li.na&page=1&page_size=20",
-        query=schemas.SearchQuery,
+        query=read_side.SearchQuery,
     ),
     Operation(
         "post", "/v1/admin/rebuild-360", "rebuild360", "Rebuild the 360 view from every service's history", ADMIN,

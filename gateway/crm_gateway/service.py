@@ -13,11 +13,12 @@ from nameko.timer import timer
 from werkzeug.wrappers import Request, Response
 
 from crm_contracts import customer as contracts
+from crm_contracts.customer360 import SearchQuery
 from crm_contracts.fields import schema_of
 from crm_gateway import openapi
 from crm_gateway.auth import ADMIN, READ, WRITE, JwtSettings
 from crm_gateway.idempotency import Idempotency, command_id
-from crm_gateway.schemas import ConsentChannelPath, SearchQuery
+from crm_gateway.schemas import ConsentChannelPath
 from crm_gateway.web import (
     CorrelationId,
     DeadlineRpcProxy,

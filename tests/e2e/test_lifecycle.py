@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from crm_contracts.customer360 import Customer360Schema, SearchPageSchema
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.e2e
@@ -23,6 +24,7 @@ def test_a_registered_customer_appears_in_the_360_view(running_platform):
     assert view["profile"]["name"] == "Li Na" and view["profile"]["company"] == "Acme"
     assert view["lifecycle_stage"] == "prospect"
     assert [entry["type"] for entry in view["timeline"]] == ["customer_registered"]
+    assert Customer360Schema().validate(view) == {}  # the answer is what the contract documents, no more
 
 
 def test_changes_flow_into_the_view_and_stale_writers_lose(running_platform):
@@ -53,6 +55,7 @@ def test_search_finds_customers_by_name_or_email_a_page_at_a_time(running_platfo
     for cid in ids:
         running_platform.view(cid)
     page = running_platform.http("GET", "/v1/customers", params={"q": marker, "page": 1, "page_size": 2}).json()
+    assert SearchPageSchema().validate(page) == {}
     assert page["total"] == 3 and len(page["items"]) == 2
     rest = running_platform.http("GET", "/v1/customers", params={"q": marker, "page": 2, "page_size": 2}).json()
     assert {i["customer_id"] for i in page["items"] + rest["items"]} == set(ids)

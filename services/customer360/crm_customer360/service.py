@@ -8,6 +8,7 @@ from typing import Any
 from nameko.dependency_providers import Config
 from nameko.standalone.rpc import ClusterRpcProxy
 
+from crm_contracts.customer360 import MAX_PAGE_SIZE
 from crm_contracts.errors import NotFoundError
 from crm_customer360 import readmodel
 from crm_customer360.rebuild import rebuild, rebuild_report
@@ -46,7 +47,7 @@ class Customer360Service(ServiceWithHealth):
 
     @rpc
     def search(self, q: str = "", page: int = 1, page_size: int = 20) -> dict[str, Any]:
-        return readmodel.search(self.db, q, max(1, int(page)), max(1, min(100, int(page_size))))
+        return readmodel.search(self.db, q, max(1, int(page)), max(1, min(MAX_PAGE_SIZE, int(page_size))))
 
     @rpc
     def rebuild(self) -> dict[str, Any]:
