@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import jwt
 import pytest
 
@@ -99,3 +101,32 @@ def test_without_a_configured_secret_the_development_secret_is_used_loudly(monke
     monkeypatch.setattr(auth, "_warned", False)
     assert auth.jwt_secret() == auth.DEVELOPMENT_SECRET
     assert "DEVELOPMENT secret" in caplog.text
+
+
+def test_a_remembered_token_is_refused_once_it_expires(monkeypatch):
+    """Verified tokens are remembered, but never past their expiry (plus the clock leeway)."""
+    import time
+
+    from crm_gateway import auth
+    from crm_gateway.errors import ApiError
+
+    token = issue_token("x", (READ,), ttl_seconds=60, secret=SECRET)
+    monkeypatch.setenv("CRM_JWT_SECRET", SECRET)
+    assert auth.authenticate(f"Bearer {token}", READ).subject == "x"  # verified, now remembered
+    later = time.time() + 60 + auth.LEEWAY + 1
+    monkeypatch.setattr(auth.time, "time", lambda: later)
+    monkeypatch.setattr(jwt.api_jwt, "datetime", _frozen_datetime(later), raising=False)
+    with pytest.raises(ApiError) as refused:
+        auth.authenticate(f"Bearer {token}", READ)
+    assert refused.value.status == 401
+
+
+def _frozen_datetime(timestamp):
+    from datetime import datetime
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.fromtimestamp(timestamp, tz or UTC)
+
+    return Frozen
