@@ -7,7 +7,6 @@ import uuid
 from urllib.parse import urlparse
 
 import kombu
-import psycopg2
 import pytest
 
 from crm_customer360 import readmodel
@@ -63,16 +62,10 @@ def test_a_broker_outage_delays_publishing_and_loses_nothing(
 
 
 def test_a_database_outage_under_the_consumer_delays_the_view_and_applies_each_event_once(
-    customers, relay, database_proxy, amqp_vhost, test_database, running
+    customers, relay, database_proxy, amqp_vhost, test_database, read_schema, running
 ):
     proxy, proxied_env = database_proxy
-    schema = f"rm_{uuid.uuid4().hex[:10]}"
-    conn = psycopg2.connect(dsn(test_database))
-    with conn, conn.cursor() as cur:
-        cur.execute(f"CREATE SCHEMA {schema}")
-        cur.execute(f"SET LOCAL search_path TO {schema}")
-        readmodel.create_tables(cur)
-    conn.close()
+    schema = read_schema
     queue = f"chaos-360-{uuid.uuid4().hex[:6]}"
     inbox = Inbox(dsn(proxied_env, schema), readmodel.apply_batch, fetch=None)
     consumer = EnvelopeConsumer(inbox, amqp_vhost, queue, ["customer.#"], retry_delays=(0.2, 0.5, 1.0, 2.0, 4.0))
@@ -95,8 +88,4 @@ def test_a_database_outage_under_the_consumer_delays_the_view_and_applies_each_e
     with kombu.Connection(amqp_vhost) as connection:
         for name in (queue, f"{queue}.dead-letter"):
             kombu.Queue(name)(connection.channel()).delete()
-    conn = psycopg2.connect(dsn(test_database))
-    with conn, conn.cursor() as cur:
-        cur.execute(f"DROP SCHEMA {schema} CASCADE")
-    conn.close()
 

@@ -20,6 +20,7 @@ import pytest
 from crm_contracts.envelope import EXCHANGE
 from crm_customer.application import Customers
 from crm_customer.publishing import translator
+from crm_customer360 import readmodel
 from crm_runtime.feed import EventFeed
 from crm_runtime.relay import OutboxRelay, create_cursor_table
 from tests.support.databases import dsn
@@ -94,3 +95,18 @@ def running(request: pytest.FixtureRequest) -> Iterator[Any]:
     for stopping, thread in started:
         stopping.set()
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def read_schema(test_database):
+    """A fresh schema holding the 360 read model and its tracking table."""
+    schema = f"rm_{uuid.uuid4().hex[:10]}"
+    conn = psycopg2.connect(dsn(test_database))
+    with conn, conn.cursor() as cur:
+        cur.execute(f"CREATE SCHEMA {schema}")
+        cur.execute(f"SET LOCAL search_path TO {schema}")
+        readmodel.create_tables(cur)
+    yield schema
+    with conn, conn.cursor() as cur:
+        cur.execute(f"DROP SCHEMA {schema} CASCADE")
+    conn.close()

@@ -7,7 +7,6 @@ import json
 import uuid
 
 import kombu
-import psycopg2
 import pytest
 
 from crm_contracts.envelope import DEAD_LETTER_EXCHANGE, EXCHANGE
@@ -18,21 +17,6 @@ from tests.support.databases import dsn, query
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def read_schema(test_database):
-    """A fresh schema holding the 360 read model and its tracking table."""
-    schema = f"rm_{uuid.uuid4().hex[:10]}"
-    conn = psycopg2.connect(dsn(test_database))
-    with conn, conn.cursor() as cur:
-        cur.execute(f"CREATE SCHEMA {schema}")
-        cur.execute(f"SET LOCAL search_path TO {schema}")
-        readmodel.create_tables(cur)
-    yield schema
-    with conn, conn.cursor() as cur:
-        cur.execute(f"DROP SCHEMA {schema} CASCADE")
-    conn.close()
 
 
 @pytest.fixture
