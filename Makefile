@@ -31,7 +31,7 @@ infra:  ## make sure local RabbitMQ (with management) and PostgreSQL answer
 migrate: install infra  ## create the database, schemas and tables (crm-migrate)
 	@$(BIN)/crm-migrate
 
-run: install infra  ## start the whole platform (one process per service), print the URL and a token
+run: install infra  ## start the platform under a supervisor that restarts crashed processes (CRM_REPLICAS=customer=2,...)
 	@$(BIN)/crm-platform start
 	@echo
 	@echo "Gateway: http://127.0.0.1:$${GATEWAY_PORT:-8000}   (OpenAPI: /openapi.json)"
@@ -39,10 +39,10 @@ run: install infra  ## start the whole platform (one process per service), print
 	@$(BIN)/python -m crm_gateway.auth
 	@echo "Stop it with: make stop"
 
-stop:  ## stop what `make run` started
+stop:  ## stop the supervisor and every process `make run` started
 	@$(BIN)/crm-platform stop
 
-status:  ## show the platform's processes and their readiness
+status:  ## show each process: state, pid, readiness, port, restarts, last exit code
 	@$(BIN)/crm-platform status
 
 token: install  ## print a development JWT (secret from CRM_JWT_SECRET)

@@ -23,6 +23,7 @@ from bench.common import Settings, drop_schema, ensure_database, ensure_vhost, l
 #: Throwaway schemas of the bench database, dropped after the baselines.
 SQL_SCHEMA = "bench_baseline_sql"
 ES_SCHEMA = "bench_baseline_es"
+ES_FUNCTION_SCHEMA = "bench_baseline_es_fn"
 #: Throwaway exchange and queue of the bench vhost.
 EXCHANGE = "bench.baseline"
 QUEUE = "bench.baseline"
@@ -156,34 +157,53 @@ def nameko_rpc_baseline(settings: Settings) -> dict[str, Any]:
                                      "what": "nameko RPC, sequential round trips (echo service)"}}
 
 
-def eventsourcing_baselines(settings: Settings) -> dict[str, Any]:
-    """eventsourcing save of one new aggregate per save, and select_notifications in pages of 1,000."""
-    from bench.esmodel import BenchApp, BenchThing
+def _bench_app(settings: Settings, schema: str, db_functions: bool) -> Any:
+    """A BenchApp on a fresh schema, inserting through the locking path or the insert function."""
+    from bench.esmodel import BenchApp
 
     conn = psycopg2.connect(settings.dsn())
     try:
         with conn, conn.cursor() as cur:
-            cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {0} CASCADE; CREATE SCHEMA {0}").format(
-                sql.Identifier(ES_SCHEMA)))
+            cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {0} CASCADE; CREATE SCHEMA {0}").format(sql.Identifier(schema)))
     finally:
         conn.close()
-    db_functions = os.environ.get("POSTGRES_ENABLE_DB_FUNCTIONS") or "true"  # as crm_runtime configures it
-    app = BenchApp(env={
+    return BenchApp(env={
         "PERSISTENCE_MODULE": "eventsourcing.postgres", "POSTGRES_HOST": settings.pg_host,
         "POSTGRES_PORT": settings.pg_port, "POSTGRES_DBNAME": settings.dbname, "POSTGRES_USER": settings.pg_user,
-        "POSTGRES_PASSWORD": settings.pg_password, "POSTGRES_SCHEMA": ES_SCHEMA, "CREATE_TABLE": "true",
-        "POSTGRES_ENABLE_DB_FUNCTIONS": db_functions, "POSTGRES_POOL_SIZE": "2",
+        "POSTGRES_PASSWORD": settings.pg_password, "POSTGRES_SCHEMA": schema, "CREATE_TABLE": "true",
+        "POSTGRES_ENABLE_DB_FUNCTIONS": "true" if db_functions else "false", "POSTGRES_POOL_SIZE": "2",
     })
-    try:
-        counter = iter(range(10**9))
 
+
+def eventsourcing_baselines(settings: Settings) -> dict[str, Any]:
+    """eventsourcing save of one new aggregate per save (through the locking insert crm_runtime uses,
+    and, for its cost, through the unlocked insert function), 50 per save, and select_notifications."""
+    from bench.esmodel import BenchThing
+
+    counter = iter(range(10**9))
+
+    def save_one_with(app: Any) -> Callable[[], int]:
         def save_one() -> int:
             app.save(BenchThing(next(counter)))
             return 1
 
-        results = {"eventsourcing_save_1": {
-            **median_rate(settings, save_one), "unit": "saves/s",
-            "what": f"eventsourcing save, 1 new aggregate with 1 event per save (DB functions {db_functions})"}}
+        return save_one
+
+    results: dict[str, Any] = {}
+    unlocked = _bench_app(settings, ES_FUNCTION_SCHEMA, db_functions=True)
+    try:
+        results["eventsourcing_save_1_db_functions"] = {
+            **median_rate(_short(settings), save_one_with(unlocked)), "unit": "saves/s",
+            "what": "eventsourcing save, 1 aggregate per save (insert function, no lock: not used)"}
+    finally:
+        unlocked.close()
+        drop_schema(settings, ES_FUNCTION_SCHEMA)
+    app = _bench_app(settings, ES_SCHEMA, db_functions=False)
+    try:
+        results["eventsourcing_save_1"] = {
+            **median_rate(settings, save_one_with(app)), "unit": "saves/s",
+            "what": "eventsourcing save, 1 aggregate per save (locking insert, as crm_runtime)"}
+
         def save_fifty() -> int:
             app.save(*(BenchThing(next(counter)) for _ in range(50)))
             return 50
@@ -206,6 +226,13 @@ def eventsourcing_baselines(settings: Settings) -> dict[str, Any]:
     finally:
         app.close()
         drop_schema(settings, ES_SCHEMA)
+
+
+def _short(settings: Settings) -> Settings:
+    """Runs of at most one second: the insert-path comparison adds a few seconds, not a phase."""
+    from dataclasses import replace
+
+    return replace(settings, seconds=min(settings.seconds, 1.0))
 
 
 def _reads(settings: Settings) -> Settings:

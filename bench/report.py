@@ -14,7 +14,8 @@ STACK_MD = {
     "kombu_publish_confirm_each": 598,
     "kombu_publish_confirm_batch": 6500,
     "nameko_rpc_roundtrip": 175,
-    "eventsourcing_save_1": 487,  # 329 without POSTGRES_ENABLE_DB_FUNCTIONS; crm_runtime turns them on
+    "eventsourcing_save_1": 329,  # the locking insert, which crm_runtime uses
+    "eventsourcing_save_1_db_functions": 487,  # POSTGRES_ENABLE_DB_FUNCTIONS: no table lock, not used
     "eventsourcing_save_50": 4600,
     "eventsourcing_select_notifications": 79022,
 }

@@ -274,6 +274,16 @@ def _add_notes(results: dict[str, Any]) -> None:
         if pipe.get("relay_finished_after_seed_s") is not None and pipe["relay_finished_after_seed_s"] <= 1.5:
             notes.append("The relay kept up with seeding (done within 1.5 s of the last seed batch): its publish rate "
                          "is bounded by the seed rate, not its own.")
+    base = results.get("baselines") or {}
+    locked = (base.get("eventsourcing_save_1") or {}).get("rate")
+    unlocked = (base.get("eventsourcing_save_1_db_functions") or {}).get("rate")
+    if locked and unlocked:
+        cost = 100 * (1 - locked / unlocked)
+        notes.append(f"Event-store insert path: the locking insert crm_runtime uses saves {locked:,.0f}/s, "
+                     f"eventsourcing's insert function {unlocked:,.0f}/s (locking costs {cost:.0f}% of lone saves; "
+                     "the platform's group commit shares one locked insert among concurrent saves). The function "
+                     "takes no table lock, so two writers commit notification ids out of order and the relay would "
+                     "skip events; it also drops tracking records.")
     if results["settings"]["quick"]:
         notes.append("--quick: small counts, a smoke test of the harness; the figures are not measurements.")
 

@@ -35,6 +35,21 @@ INIT_SQL = DEPLOY / "postgres" / "init.sql"
 #: Settings that every service process reads (crm_runtime.serve and the inbox), besides config.py's.
 PLATFORM_SETTINGS = {"WEB_SERVER_ADDRESS", "MAX_WORKERS", "LOG_LEVEL", "QUEUE_TYPE", "CREATE_TABLE"}
 
+#: The six bounded contexts (ARCHITECTURE.md). Each is deployed alike: its own image, compose service,
+#: PostgreSQL role owning the schema named after it, RabbitMQ user, Deployment, Service, budget.
+SERVICES = ("customer", "marketing", "sales", "order", "service", "loyalty")
+
+#: Every long-running process deployed: the six services, the read side and the HTTP API. Every test
+#: below that is about one process runs once for each of these, whatever the deploy files contain.
+PROCESSES = (*SERVICES, "customer360", "gateway")
+
+#: What each process does on the broker besides RPC, as deployed (ARCHITECTURE.md, guarantees 2 and 4;
+#: issue 7): who publishes to crm.events through an outbox relay, and who consumes its own durable
+#: queue `<name>.events` (policies, projections), with a dead-letter queue on crm.dead-letter. The
+#: broker permissions are checked against this table and against what the code shows, whichever asks more.
+PUBLISHERS = frozenset(SERVICES)
+CONSUMERS = frozenset({*SERVICES, "customer360"})
+
 
 # --- what the code reads --------------------------------------------------------------------------
 
@@ -138,8 +153,45 @@ def service_name_of(target: str) -> str:
     return match.group(1)
 
 
+def entry_points_of(package_dir: str, group: str) -> dict[str, str]:
+    return dict(pyproject(package_dir).get("project", {}).get("entry-points", {}).get(group, {}))
+
+
 def migrations_of(package_dir: str) -> set[str]:
-    return set(pyproject(package_dir).get("project", {}).get("entry-points", {}).get("crm.migrations", {}))
+    return set(entry_points_of(package_dir, "crm.migrations"))
+
+
+def package_dirs() -> list[str]:
+    """Every local package (a directory with a pyproject.toml), outside the virtualenv."""
+    return sorted(
+        p.parent.relative_to(ROOT).as_posix()
+        for pattern in ("*/pyproject.toml", "services/*/pyproject.toml")
+        for p in ROOT.glob(pattern)
+    )
+
+
+@cache
+def registered_services() -> dict[str, str]:
+    """The `crm.services` entry points of every package (what `make run` starts): name -> module:Class."""
+    found: dict[str, str] = {}
+    for package in package_dirs():
+        for name, target in entry_points_of(package, "crm.services").items():
+            assert name not in found, f"crm.services {name} registered twice"
+            found[name] = target
+    return found
+
+
+def require_written(name: str, target: str) -> None:
+    """Skip a check that reads a service's code while that service is still being written.
+
+    A service counts as written once its package registers it under `crm.services`; from then on its
+    module must hold the class the deploy files run, or the checks fail. Until then (issue 7: the five
+    domain libraries are becoming nameko services) the deploy files are checked against the tables
+    above only.
+    """
+    if name not in registered_services():
+        module = target.partition(":")[0]
+        pytest.skip(f"{name}: {module} is not registered under crm.services yet (being written)")
 
 
 def local_deps(package_dir: str) -> set[str]:
@@ -171,10 +223,16 @@ def compose_apps() -> dict[str, Any]:
     return {name: svc for name, svc in compose_services().items() if (svc.get("command") or [None])[0] == "crm-serve"}
 
 
+def compose_app(name: str) -> dict[str, Any]:
+    apps = compose_apps()
+    assert name in apps, f"docker-compose.yml runs no `crm-serve` service {name}"
+    return apps[name]
+
+
 def test_compose_runs_the_platform() -> None:
     services = compose_services()
     assert {"rabbitmq", "postgres", "migrate"} <= set(services)
-    assert {"customer", "customer360", "gateway"} <= set(compose_apps())
+    assert sorted(compose_apps()) == sorted(PROCESSES)
     assert services["rabbitmq"]["image"].startswith("rabbitmq:3.10-management")
     assert services["postgres"]["image"].split(":")[1].startswith("15")
 
@@ -203,9 +261,17 @@ def test_depends_on_conditions_can_be_met() -> None:
                 pytest.fail(f"{name} -> {target}: use service_healthy or service_completed_successfully")
 
 
-@pytest.mark.parametrize("name", sorted(compose_apps()))
+def test_every_registered_service_is_deployed_as_it_is_registered() -> None:
+    # `make run` starts what crm.services registers; compose and Kubernetes must run the same classes.
+    registered = registered_services()
+    assert set(registered) <= set(PROCESSES), f"registered but never deployed: {set(registered) - set(PROCESSES)}"
+    for name, target in registered.items():
+        assert compose_app(name)["command"] == ["crm-serve", target], f"{name}: compose runs another class"
+
+
+@pytest.mark.parametrize("name", PROCESSES)
 def test_every_app_starts_after_migrate_broker_and_database(name: str) -> None:
-    deps = compose_apps()[name]["depends_on"]
+    deps = compose_app(name)["depends_on"]
     assert deps["migrate"]["condition"] == "service_completed_successfully"
     assert deps["rabbitmq"]["condition"] == "service_healthy"
     assert deps["postgres"]["condition"] == "service_healthy"
@@ -215,9 +281,9 @@ def web_port(env: dict[str, Any]) -> int:
     return int(str(env["WEB_SERVER_ADDRESS"]).rpartition(":")[2])
 
 
-@pytest.mark.parametrize("name", sorted(compose_apps()))
+@pytest.mark.parametrize("name", PROCESSES)
 def test_app_healthcheck_asks_readiness_on_its_own_port(name: str) -> None:
-    svc = compose_apps()[name]
+    svc = compose_app(name)
     test = svc["healthcheck"]["test"]
     assert test[0] in {"CMD", "CMD-SHELL"}
     text = " ".join(test[1:])
@@ -226,9 +292,9 @@ def test_app_healthcheck_asks_readiness_on_its_own_port(name: str) -> None:
     assert f"127.0.0.1:{web_port(svc['environment'])}/health/ready" in text
 
 
-@pytest.mark.parametrize("name", sorted(compose_apps()))
+@pytest.mark.parametrize("name", PROCESSES)
 def test_app_environment_is_complete(name: str) -> None:
-    env = compose_apps()[name]["environment"]
+    env = compose_app(name)["environment"]
     assert isinstance(env, dict), "environment as a mapping (the shared anchor is merged into it)"
     missing = required_settings(name) - set(env)
     assert not missing, f"{name}: the code reads {sorted(missing)}, compose does not set them"
@@ -239,16 +305,18 @@ def test_app_environment_is_complete(name: str) -> None:
     assert urlsplit(env["AMQP_URI"]).hostname == "rabbitmq"
 
 
-@pytest.mark.parametrize("name", sorted(compose_apps()))
+@pytest.mark.parametrize("name", PROCESSES)
 def test_app_image_holds_what_it_runs(name: str) -> None:
-    svc = compose_apps()[name]
+    svc = compose_app(name)
     target = svc["command"][1]
-    assert service_name_of(target) == name, "compose service named after the nameko service"
     args = svc["build"]["args"]
     packages = args["PACKAGES"].split()
     assert package_dir_of_module(target.split(":")[0]) in packages
     assert args.get("SERVICE") == target
+    assert svc["image"].split(":")[0] == f"crm/{name}"
     check_package_closure(packages)
+    require_written(name, target)
+    assert service_name_of(target) == name, "compose service named after the nameko service"
 
 
 def check_package_closure(packages: list[str]) -> None:
@@ -266,16 +334,26 @@ def test_compose_builds_from_the_repository_root() -> None:
             assert svc["build"]["context"] == "."
             assert (ROOT / svc["build"]["dockerfile"]) == DOCKERFILE
             check_package_closure(svc["build"]["args"]["PACKAGES"].split())
-    published = compose_apps()["gateway"]["ports"]
+    published = compose_app("gateway")["ports"]
     assert any(str(p).endswith(":8000") for p in published)
 
 
 def schemas_by_service() -> dict[str, set[str]]:
-    """The schemas each deployed service's own package registers for crm-migrate."""
-    return {
-        name: migrations_of(package_dir_of_module(svc["command"][1].split(":")[0]))
-        for name, svc in compose_apps().items()
-    }
+    """The schemas each deployed process owns: the one named after it, the only one its package may
+    register for crm-migrate (test_each_package_migrates_its_own_schema_only)."""
+    return {name: {name} for name in PROCESSES}
+
+
+def package_of(name: str) -> str:
+    return package_dir_of_module(compose_app(name)["command"][1].split(":")[0])
+
+
+@pytest.mark.parametrize("name", PROCESSES)
+def test_each_package_migrates_its_own_schema_only(name: str) -> None:
+    registered = migrations_of(package_of(name))
+    assert registered <= schemas_by_service()[name], f"{name} registers {sorted(registered)}: one role, one schema"
+    if name in registered_services():
+        assert registered == schemas_by_service()[name], f"{name} runs but registers no migration"
 
 
 def test_compose_migrate_creates_every_schema_as_its_owner() -> None:
@@ -292,37 +370,100 @@ def test_compose_migrate_creates_every_schema_as_its_owner() -> None:
             assert schemas, "crm-migrate with no schema migrates everything as one role"
             for schema in schemas:
                 runs[schema] = env
-    for name, schemas in schemas_by_service().items():
-        app_env = compose_apps()[name]["environment"]
-        for schema in schemas:
-            assert schema in registered, f"migrate's image lacks the package that registers {schema}"
+    for name, owned in schemas_by_service().items():
+        app_env = compose_app(name)["environment"]
+        assert package_of(name) in packages, f"migrate's image lacks {package_of(name)}"
+        for schema in owned:
+            if migrations_of(package_of(name)):  # a service still being written registers none yet
+                assert schema in registered, f"migrate's image lacks the package that registers {schema}"
             assert schema in runs, f"schema {schema} of {name} is never migrated"
             assert runs[schema].get("POSTGRES_USER") == app_env["POSTGRES_USER"], f"{schema}: wrong role"
             assert runs[schema].get("POSTGRES_PASSWORD") == app_env["POSTGRES_PASSWORD"]
     assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
     for key in ("POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_DBNAME"):
-        assert migrate["environment"][key] == compose_apps()["customer"]["environment"][key]
+        assert migrate["environment"][key] == compose_app("customer")["environment"][key]
 
 
 # --- PostgreSQL and RabbitMQ set-up --------------------------------------------------------------------
 
 
-def test_postgres_init_creates_a_role_owning_each_schema() -> None:
-    sql = INIT_SQL.read_text()
+#: PostgreSQL's reserved key words, and those that may name a function or type only: as a role or
+#: schema name they must be quoted (`order` is one). From the SQL Key Words appendix of the manual.
+PG_RESERVED = frozenset(
+    """all analyse analyze and any array as asc asymmetric both case cast check collate column constraint
+    create current_catalog current_date current_role current_time current_timestamp current_user default
+    deferrable desc distinct do else end except false fetch for foreign from grant group having in initially
+    intersect into lateral leading limit localtime localtimestamp not null offset on only or order placing
+    primary references returning select session_user some symmetric system_user table then to trailing true
+    union unique user using variadic when where window with authorization binary collation concurrently
+    cross current_schema freeze full ilike inner is isnull join left like natural notnull outer overlaps
+    right similar tablesample verbose""".split()
+)
+
+
+def sql_ident(name: str) -> str:
+    """`name` as init.sql must write it: quoted when it is a reserved word."""
+    return f'"{name}"' if name in PG_RESERVED else name
+
+
+def init_sql_statements() -> list[str]:
+    """init.sql's statements, comments and the DO $$ ... $$ guard removed, whitespace collapsed."""
+    text = re.sub(r"--[^\n]*", "", INIT_SQL.read_text())
+    text = re.sub(r"DO \$\$.*?\$\$;", "", text, flags=re.S)
+    return [" ".join(s.split()) for s in text.split(";") if s.strip()]
+
+
+def test_postgres_runs_init_sql_before_it_is_healthy() -> None:
     postgres = compose_services()["postgres"]
     assert any(v.startswith("./deploy/postgres/init.sql:/docker-entrypoint-initdb.d/") for v in postgres["volumes"])
     assert "pg_isready" in postgres["healthcheck"]["test"] and "-h" in postgres["healthcheck"]["test"], (
         "pg_isready over TCP, or it turns healthy while init.sql still runs"
     )
-    for name, schemas in schemas_by_service().items():
-        env = compose_apps()[name]["environment"]
-        assert env["POSTGRES_DBNAME"] == postgres["environment"]["POSTGRES_DB"]
-        user, password = env["POSTGRES_USER"], env["POSTGRES_PASSWORD"]
-        assert re.search(rf"CREATE ROLE {user} LOGIN PASSWORD '{re.escape(password)}';", sql), f"no role {user}"
-        for schema in schemas:
-            assert re.search(rf"CREATE SCHEMA {schema} AUTHORIZATION {user};", sql), f"{schema} not owned by {user}"
-        grant = re.search(r"GRANT CONNECT, CREATE ON DATABASE (\w+) TO ([\w, ]+);", sql)
-        assert grant and grant.group(1) == env["POSTGRES_DBNAME"] and user in grant.group(2).replace(" ", "").split(",")
+
+
+def test_the_reserved_words_are_known() -> None:
+    assert {"order", "user", "group", "table"} <= PG_RESERVED
+    assert not {"customer", "marketing", "sales", "service", "loyalty", "customer360", "gateway"} & PG_RESERVED
+
+
+@pytest.mark.parametrize("name", PROCESSES)
+def test_postgres_init_creates_a_role_owning_each_schema(name: str) -> None:
+    statements = init_sql_statements()
+    postgres = compose_services()["postgres"]
+    env = compose_app(name)["environment"]
+    assert env["POSTGRES_DBNAME"] == postgres["environment"]["POSTGRES_DB"]
+    user, password = env["POSTGRES_USER"], env["POSTGRES_PASSWORD"]
+    assert user == name, "one PostgreSQL role per service, named after it"
+    # LOGIN and a password, nothing more: no SUPERUSER, CREATEDB, CREATEROLE, BYPASSRLS, membership.
+    assert f"CREATE ROLE {sql_ident(user)} LOGIN PASSWORD '{password}'" in statements, f"no role {user}"
+    for schema in schemas_by_service()[name]:
+        assert f"CREATE SCHEMA {sql_ident(schema)} AUTHORIZATION {sql_ident(user)}" in statements, (
+            f"{schema} not owned by {user}"
+        )
+    grants = [s for s in statements if s.startswith("GRANT CONNECT, CREATE ON DATABASE ")]
+    assert len(grants) == 1
+    database, _, roles = grants[0].removeprefix("GRANT CONNECT, CREATE ON DATABASE ").partition(" TO ")
+    assert database == env["POSTGRES_DBNAME"]
+    assert sql_ident(user) in [r.strip() for r in roles.split(",")]
+
+
+def test_postgres_roles_reach_their_own_schema_only() -> None:
+    # Guarantee 1: no role gets rights on another's schema or tables, or another role's rights. What
+    # init.sql may do is exactly: lock the database, create roles and owned schemas, let them connect.
+    roles, owners = set(), {}
+    for statement in init_sql_statements():
+        if m := re.fullmatch(r"CREATE ROLE (\S+) LOGIN PASSWORD '[^']*'", statement):
+            roles.add(m.group(1))
+        elif m := re.fullmatch(r"CREATE SCHEMA (\S+) AUTHORIZATION (\S+)", statement):
+            owners[m.group(1)] = m.group(2)
+        elif statement == "REVOKE ALL ON DATABASE crm FROM PUBLIC":
+            pass
+        elif m := re.fullmatch(r"GRANT CONNECT, CREATE ON DATABASE crm TO (.+)", statement):
+            assert {r.strip() for r in m.group(1).split(",")} <= roles, "GRANT to a role init.sql does not create"
+        else:
+            pytest.fail(f"init.sql: unexpected statement {statement!r}")
+    assert roles == {sql_ident(n) for n in PROCESSES}
+    assert owners == {sql_ident(s): sql_ident(n) for n, schemas in schemas_by_service().items() for s in schemas}
 
 
 @cache
@@ -374,40 +515,72 @@ def test_rabbitmq_declares_the_platform_exchanges_durable() -> None:
             )
 
 
-@pytest.mark.parametrize("name", sorted(compose_apps()))
+@pytest.mark.parametrize("name", PROCESSES)
 def test_each_service_logs_in_to_rabbitmq_as_itself(name: str) -> None:
-    uri = urlsplit(compose_apps()[name]["environment"]["AMQP_URI"])
+    uri = urlsplit(compose_app(name)["environment"]["AMQP_URI"])
     users = {u["name"]: u for u in definitions()["users"]}
     assert uri.username == name, "one broker user per service"
     assert rabbit_password_ok(users[uri.username], unquote(uri.password or ""))
     assert users[uri.username]["tags"] in ([], ""), "a service user is not a management user"
 
 
-def broker_needs(name: str, target: str) -> dict[str, set[str]]:
+#: How a service names the queue it consumes (InboxConsumer(queue="customer360.events", ...) and alike).
+_QUEUE_ARG = re.compile(r"""\bqueue\s*=\s*["']([^"']+)["']""")
+
+
+def served_code(name: str) -> str:
+    """The source of the class process `name` runs; empty while the service is still being written."""
+    if name not in registered_services():
+        return ""
+    return served_class_file(compose_app(name)["command"][1]).read_text()
+
+
+def publishes(name: str) -> bool:
+    """Whether `name` runs an outbox relay to crm.events: as deployed (PUBLISHERS) or as its code shows."""
+    return name in PUBLISHERS or "EventSourcedApplication(" in served_code(name)
+
+
+def consumed_queues(name: str) -> set[str]:
+    """The queues `name` consumes from crm.events: as deployed (CONSUMERS) and as its code shows."""
+    return set(_QUEUE_ARG.findall(served_code(name))) | ({f"{name}.events"} if name in CONSUMERS else set())
+
+
+def broker_needs(name: str) -> dict[str, set[str]]:
     """The broker resources service `name` declares (configure), binds or publishes to (write), and
     binds from or consumes (read), as nameko 2.14 and crm_runtime do it."""
-    text = served_class_file(target).read_text()
+    text = served_code(name)
     reply = f"rpc.reply-{name}-0f0e5c1e-0000-4000-8000-000000000000"
     needs = {
         "configure": {"nameko-rpc", f"rpc-{name}", reply},
         "write": {"nameko-rpc", f"rpc-{name}", reply},
         "read": {"nameko-rpc", f"rpc-{name}", reply},
     }
-    if "EventSourcedApplication(" in text:  # the outbox relay declares crm.events and publishes to it
+    if publishes(name):  # the outbox relay declares crm.events and publishes to it
         needs["configure"].add(EXCHANGE)
         needs["write"].add(EXCHANGE)
-    inbox = re.search(r"""InboxConsumer\(\s*queue\s*=\s*["']([^"']+)["']""", text)
-    if inbox or "ClusterRpcProxy" in text:  # standalone proxies: gap repair, rebuild
+    queues = consumed_queues(name)
+    if queues or "ClusterRpcProxy" in text:  # standalone proxies: gap repair, rebuild
         standalone = "rpc.reply-standalone_rpc_proxy-0f0e5c1e-0000-4000-8000-000000000000"
         for perm in needs.values():
             perm.add(standalone)
-    if inbox:
-        queue = inbox.group(1)
+    for queue in queues:
         for perm in needs.values():
             perm |= {queue, f"{queue}.dead-letter", DEAD_LETTER_EXCHANGE}
         needs["configure"].add(EXCHANGE)  # declared by the consumer too
         needs["read"].add(EXCHANGE)  # queue.bind needs read on the exchange
     return needs
+
+
+def test_the_code_shows_its_broker_roles() -> None:
+    # If this fails, the detection above no longer sees the code, and the tables alone would be checked.
+    assert "EventSourcedApplication(" in served_code("customer")
+    assert _QUEUE_ARG.findall(served_code("customer360")) == ["customer360.events"]
+
+
+@pytest.mark.parametrize("name", PROCESSES)
+def test_consumers_name_their_queues_after_themselves(name: str) -> None:
+    for queue in consumed_queues(name):
+        assert queue.startswith(f"{name}."), f"{name} consumes {queue}: its user owns only `{name}.*`"
 
 
 def permission_of(user: str) -> dict[str, str]:
@@ -416,30 +589,64 @@ def permission_of(user: str) -> dict[str, str]:
     return found[0]
 
 
-@pytest.mark.parametrize("name", sorted(compose_apps()))
+@pytest.mark.parametrize("name", PROCESSES)
 def test_broker_permissions_allow_what_the_service_does(name: str) -> None:
-    target = compose_apps()[name]["command"][1]
     perm = permission_of(name)
-    for kind, resources in broker_needs(name, target).items():
+    assert perm["vhost"] == unquote(urlsplit(compose_app(name)["environment"]["AMQP_URI"]).path.lstrip("/"))
+    for kind, resources in broker_needs(name).items():
         for resource in resources:
             # RabbitMQ matches permission regexes unanchored (re:run), as re.search does.
             assert re.search(perm[kind], resource), f"{name} may not {kind} {resource}: {perm[kind]}"
 
 
-@pytest.mark.parametrize("name", sorted(compose_apps()))
+@pytest.mark.parametrize("name", PROCESSES)
 def test_broker_permissions_keep_services_apart(name: str) -> None:
     perm = permission_of(name)
-    for other, svc in compose_apps().items():
+    mine = broker_needs(name)
+    for other in PROCESSES:
         if other == name:
             continue
-        theirs = broker_needs(other, svc["command"][1])
-        mine = broker_needs(name, compose_apps()[name]["command"][1])
+        theirs = broker_needs(other)
         private = {r for r in theirs["read"] if r.startswith(("rpc-", "rpc.reply-", f"{other}."))} - mine["read"]
         for resource in private:
             assert not re.search(perm["read"], resource), f"{name} may consume {other}'s {resource}"
             assert not re.search(perm["configure"], resource), f"{name} may delete {other}'s {resource}"
-    if "EventSourcedApplication(" not in served_class_file(compose_apps()[name]["command"][1]).read_text():
+            assert not re.search(perm["write"], resource), f"{name} may bind to {other}'s {resource}"
+    if not publishes(name):
         assert not re.search(perm["write"], EXCHANGE), f"only publishing services write to {EXCHANGE}"
+
+
+def routing_keys_by_origin() -> dict[str, set[str]]:
+    """Every published event's routing key on crm.events, by origin (the contracts catalog)."""
+    from crm_contracts.catalog import load_all
+    from crm_contracts.envelope import routing_key
+
+    keys: dict[str, set[str]] = {}
+    for contract in load_all():
+        keys.setdefault(contract.origin, set()).add(routing_key(contract.origin, contract.type))
+    return keys
+
+
+def test_every_origin_of_the_catalog_is_a_deployed_publisher() -> None:
+    assert set(routing_keys_by_origin()) <= {n for n in PROCESSES if publishes(n)}
+
+
+@pytest.mark.parametrize("name", PROCESSES)
+def test_a_publisher_may_publish_only_its_own_events(name: str) -> None:
+    # An event published under another origin's name would move that origin's positions in every
+    # inbox: the topic permission on crm.events lets each user publish only `<its name>.*` keys.
+    topic = [t for t in definitions()["topic_permissions"] if t["user"] == name and t["exchange"] == EXCHANGE]
+    if not publishes(name):
+        assert not topic, f"{name} publishes nothing to {EXCHANGE}"
+        return
+    assert len(topic) == 1, f"{name}: no single topic permission on {EXCHANGE}"
+    assert topic[0]["vhost"] == permission_of(name)["vhost"]
+    assert re.search(topic[0]["read"], "anything.#"), "bindings are governed by the queue permissions"
+    for origin, keys in routing_keys_by_origin().items():
+        for key in keys:
+            allowed = bool(re.search(topic[0]["write"], key))
+            assert allowed == (origin == name), f"{name} {'may not' if origin == name else 'may'} publish {key}"
+    assert re.search(topic[0]["write"], f"{name}.an_event_added_later")
 
 
 # --- Kubernetes ------------------------------------------------------------------------------------------
@@ -539,12 +746,13 @@ def declared_ports(container: dict[str, Any]) -> dict[Any, int]:
 
 
 def test_kubernetes_runs_the_same_services_as_compose() -> None:
+    assert sorted(deployments()) == sorted(PROCESSES)
     assert set(deployments()) == set(compose_apps())
     for name, dep in deployments().items():
-        assert the_container(dep)["command"] == compose_apps()[name]["command"]
+        assert the_container(dep)["command"] == compose_app(name)["command"]
 
 
-@pytest.mark.parametrize("name", sorted(compose_apps()))
+@pytest.mark.parametrize("name", PROCESSES)
 def test_deployment_is_probed_on_the_port_it_serves(name: str) -> None:
     dep = deployments()[name]
     spec = dep["spec"]
@@ -564,12 +772,13 @@ def test_deployment_is_probed_on_the_port_it_serves(name: str) -> None:
         assert get["path"] == path, f"{name} {probe}"
         assert get["port"] in ports, f"{name} {probe} on port {get['port']}, declared {list(ports)}"
         assert ports[get["port"]] == web_port(env)
-    served_class_file(container["command"][1])
     assert container["command"][0] == "crm-serve"
     assert container["image"].split(":")[0] == f"crm/{name}"
+    require_written(name, container["command"][1])
+    served_class_file(container["command"][1])
 
 
-@pytest.mark.parametrize("name", sorted(compose_apps()))
+@pytest.mark.parametrize("name", PROCESSES)
 def test_deployment_environment_is_complete(name: str) -> None:
     dep = deployments()[name]
     container = the_container(dep)
@@ -627,6 +836,10 @@ def test_resources_fit_a_two_core_node() -> None:
 def test_pods_run_unprivileged() -> None:
     pods = [d["spec"]["template"]["spec"] for d in list(deployments().values()) + list(of_kind("Job").values())]
     for pod in pods:
+        assert pod["automountServiceAccountToken"] is False, "no process talks to the Kubernetes API"
+        # Services named gateway, order, service... would inject GATEWAY_PORT, SERVICE_PORT... into every
+        # pod of the namespace, beside the settings the code reads (crm-platform reads GATEWAY_PORT).
+        assert pod["enableServiceLinks"] is False
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["runAsUser"] != 0
         mounts_tmp = {v["name"] for v in pod.get("volumes", []) if "emptyDir" in v}
@@ -639,7 +852,7 @@ def test_pods_run_unprivileged() -> None:
                 )
 
 
-@pytest.mark.parametrize("name", sorted(compose_apps()))
+@pytest.mark.parametrize("name", PROCESSES)
 def test_service_and_disruption_budget_select_the_deployment(name: str) -> None:
     dep = deployments()[name]
     labels = dep["spec"]["template"]["metadata"]["labels"]

@@ -5,11 +5,22 @@ from __future__ import annotations
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from crm_contracts.catalog import catalog
-from crm_contracts.fields import EMAIL, PHONE, EventPayload, Request, money
-from crm_contracts.vocabulary.customer import CONSENT_CHANNELS, CREDIT_RATINGS, CUSTOMER_GRADES, SOURCE_CHANNELS
+from crm_contracts.fields import EMAIL, PHONE, Boolean, EventPayload, Request, Text, integer, money
+from crm_contracts.order import AddressRequest
+from crm_contracts.vocabulary.customer import (
+    ADDRESS_KINDS,
+    CONSENT_CHANNELS,
+    CREDIT_RATINGS,
+    CUSTOMER_GRADES,
+    SOURCE_CHANNELS,
+)
 
 ORIGIN = "customer"
 _ID = "3f2b8c1e-5d4a-4f6b-9c7d-2e1a0b9c8d7e"
+_LEAD = "7a6b5c4d-3e2f-4a1b-8c9d-0e1f2a3b4c5d"
+_CAMPAIGN = "8c1d2e3f-4a5b-4c6d-9e7f-0a1b2c3d4e5f"
+#: How the customer a lead became was found: registered from it, or matched by these (first wins).
+LEAD_MATCHES = ("registered", "customer_id", "email", "phone")
 
 NAME = validate.Length(min=1, max=200)
 
@@ -26,7 +37,10 @@ class CustomerRegisteredV1(EventPayload):
 
     customer_id = fields.UUID(required=True)
     name = fields.String(required=True)
-    email = fields.String(required=True)
+    email = fields.String(
+        required=True, allow_none=True,
+        metadata={"description": "null for a customer known by phone only (a lead that left only a phone)"},
+    )
     phone = fields.String(allow_none=True, load_default=None)
     company = fields.String(allow_none=True, load_default=None)
     source_channel = fields.String(required=True)
@@ -98,25 +112,60 @@ class CustomerGradedV1(EventPayload):
     reason = fields.String(allow_none=True, load_default=None)
 
 
+@catalog.event(
+    "lead_linked", 1, origin=ORIGIN,
+    sample={"lead_id": _LEAD, "customer_id": _ID, "campaign_id": _CAMPAIGN, "new_customer": True,
+            "matched_by": "registered", "name": "Zhang Min", "company": "Bright Retail",
+            "estimated_amount": "12000.00", "currency": "CNY", "expected_close_date": "2027-06-30",
+            "sales_owner": "rep-wang-wei"},
+)
+class LeadLinkedV1(EventPayload):
+    """A converted lead (marketing.lead_converted) became this customer: registered from the lead
+    (`new_customer`), or an existing customer it matched. Published once per lead. Carries the lead's
+    opportunity facts, so sales opens the opportunity for this customer without guessing."""
+
+    lead_id = fields.UUID(required=True)
+    customer_id = fields.UUID(required=True)
+    campaign_id = fields.UUID(allow_none=True, load_default=None, metadata={"description": "the lead's campaign"})
+    new_customer = fields.Boolean(required=True, metadata={"description": "registered from this lead"})
+    matched_by = fields.String(
+        required=True, validate=validate.OneOf(LEAD_MATCHES),
+        metadata={"description": "registered (new), or how an existing customer was found: the lead's "
+                                 "customer_id, its email, its phone"},
+    )
+    name = fields.String(required=True, metadata={"description": "the lead's contact name"})
+    company = fields.String(allow_none=True, load_default=None)
+    estimated_amount = money(required=True)
+    currency = fields.String(required=True, metadata={"description": "ISO 4217 code"})
+    expected_close_date = fields.Date(allow_none=True, load_default=None)
+    sales_owner = fields.String(allow_none=True, load_default=None, metadata={"description": "the sales rep"})
+
+
 # --- requests and responses ---------------------------------------------------------------------
 
 class RegisterCustomerRequest(Request):
-    """Register a customer. Example: {"name": "Li Na", "email": "li.na@example.com", "source_channel": "web"}"""
+    """Register a customer, known by an email, a phone, or both (each belongs to one customer only).
+    Example: {"name": "Li Na", "email": "li.na@example.com", "source_channel": "web"}"""
 
-    name = fields.String(required=True, validate=NAME)
-    email = fields.String(required=True, validate=[EMAIL, validate.Length(max=254)])
-    phone = fields.String(allow_none=True, load_default=None, validate=PHONE)
-    company = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=200))
-    source_channel = fields.String(load_default="web", validate=validate.OneOf(SOURCE_CHANNELS))
+    name = Text(required=True, validate=NAME)
+    email = Text(allow_none=True, load_default=None, validate=[EMAIL, validate.Length(max=254)])
+    phone = Text(allow_none=True, load_default=None, validate=PHONE)
+    company = Text(allow_none=True, load_default=None, validate=validate.Length(max=200))
+    source_channel = Text(load_default="web", validate=validate.OneOf(SOURCE_CHANNELS))
+
+    @validates_schema
+    def reachable(self, data: dict, **kwargs: object) -> None:
+        if not data.get("email") and not data.get("phone"):
+            raise ValidationError("give an email or a phone number", "email")
 
 
 class ChangeProfileRequest(Request):
     """Change profile fields; send only those that change. Example: {"phone": "+86 10 5555 0199"}"""
 
-    name = fields.String(validate=NAME)
-    email = fields.String(validate=[EMAIL, validate.Length(max=254)])
-    phone = fields.String(allow_none=True, validate=PHONE)
-    company = fields.String(allow_none=True, validate=validate.Length(max=200))
+    name = Text(validate=NAME)
+    email = Text(validate=[EMAIL, validate.Length(max=254)])
+    phone = Text(allow_none=True, validate=PHONE)
+    company = Text(allow_none=True, validate=validate.Length(max=200))
 
     @validates_schema
     def not_empty(self, data: dict, **kwargs: object) -> None:
@@ -127,26 +176,26 @@ class ChangeProfileRequest(Request):
 class RecordConsentRequest(Request):
     """Grant or withdraw consent for one channel. Example: {"granted": true, "source": "web form"}"""
 
-    granted = fields.Boolean(required=True)
-    source = fields.String(load_default="api", validate=validate.Length(min=1, max=100))
+    granted = Boolean(required=True)
+    source = Text(load_default="api", validate=validate.Length(min=1, max=100))
     at = fields.AwareDateTime(load_default=None, allow_none=True)
 
 
 class SetCreditRatingRequest(Request):
     """Set the credit rating. Example: {"rating": "A", "limit": "50000.00", "reason": "annual review"}"""
 
-    rating = fields.String(required=True, validate=validate.OneOf(CREDIT_RATINGS))
+    rating = Text(required=True, validate=validate.OneOf(CREDIT_RATINGS))
     limit = money(allow_none=True, load_default=None, validate=validate.Range(min=0))
-    reason = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=500))
+    reason = Text(allow_none=True, load_default=None, validate=validate.Length(max=500))
 
 
 class GradeCustomerRequest(Request):
     """Grade on the three quality axes, 1-5 each. Example: {"value": 5, "structure": 3, "loyalty": 4}"""
 
-    value = fields.Integer(required=True, validate=validate.Range(min=1, max=5))
-    structure = fields.Integer(required=True, validate=validate.Range(min=1, max=5))
-    loyalty = fields.Integer(required=True, validate=validate.Range(min=1, max=5))
-    reason = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=500))
+    value = integer(required=True, validate=validate.Range(min=1, max=5))
+    structure = integer(required=True, validate=validate.Range(min=1, max=5))
+    loyalty = integer(required=True, validate=validate.Range(min=1, max=5))
+    reason = Text(allow_none=True, load_default=None, validate=validate.Length(max=500))
 
 
 class ConsentSchema(Schema):
@@ -161,7 +210,7 @@ class CustomerSchema(Schema):
     id = fields.UUID()
     version = fields.Integer(metadata={"description": "the concurrency token; the gateway's ETag"})
     name = fields.String()
-    email = fields.String()
+    email = fields.String(allow_none=True, metadata={"description": "null for a customer known by phone only"})
     phone = fields.String(allow_none=True)
     company = fields.String(allow_none=True)
     source_channel = fields.String(validate=validate.OneOf(SOURCE_CHANNELS))
@@ -174,3 +223,56 @@ class CustomerSchema(Schema):
     grade_scores = fields.Dict(keys=fields.String(), values=fields.Integer(), allow_none=True)
     registered_at = fields.AwareDateTime()
     modified_at = fields.AwareDateTime()
+    addresses = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(ADDRESS_KINDS)), values=fields.Nested(lambda: AddressSchema()),
+        metadata={"description": "the billing and the shipping address, by kind"},
+    )
+
+
+# --- customer addresses (added for order's ship-to; kept apart so additions elsewhere do not meet) ---
+
+class PostalAddressV1(EventPayload):
+    """A postal address with the fields order's shipping addresses use; `country` is ISO 3166-1 alpha-2."""
+
+    recipient = fields.String(required=True)
+    line1 = fields.String(required=True)
+    line2 = fields.String(allow_none=True, load_default=None)
+    city = fields.String(required=True)
+    region = fields.String(allow_none=True, load_default=None)
+    postal_code = fields.String(allow_none=True, load_default=None)
+    country = fields.String(required=True)
+    phone = fields.String(allow_none=True, load_default=None)
+
+
+@catalog.event(
+    "customer_address_changed", 1, origin=ORIGIN,
+    sample={"customer_id": _ID, "kind": "shipping",
+            "address": {"recipient": "Li Na", "line1": "88 Jianguo Road", "line2": "Floor 12", "city": "Beijing",
+                        "region": "Beijing", "postal_code": "100022", "country": "CN", "phone": "+86 10 5555 0101"},
+            "default": True, "changed_at": "2026-11-20T09:30:00+00:00"},
+)
+class CustomerAddressChangedV1(EventPayload):
+    """A billing or shipping address of the customer was added or changed; `default` marks the one used
+    when nothing else names an address (order ships to the default shipping address)."""
+
+    customer_id = fields.UUID(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(ADDRESS_KINDS))
+    address = fields.Nested(PostalAddressV1, required=True)
+    default = fields.Boolean(required=True)
+    changed_at = fields.AwareDateTime(required=True)
+
+
+class SetAddressRequest(Request):
+    """A billing or shipping address of the customer (one per kind; the newest replaces the last).
+    Example: {"address": {"recipient": "Li Na", "line1": "88 Jianguo Road", "city": "Beijing", "country": "CN"}}"""
+
+    address = fields.Nested(AddressRequest, required=True)
+    default = Boolean(load_default=True, metadata={"description": "the address used when nothing else names one"})
+
+
+class AddressSchema(Schema):
+    """One of the customer's addresses, as the customer service holds it."""
+
+    address = fields.Nested(PostalAddressV1)
+    default = fields.Boolean()
+    changed_at = fields.AwareDateTime()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from crm_contracts.catalog import catalog
-from crm_contracts.fields import EventPayload, Request, money
+from crm_contracts.fields import EventPayload, Request, Text, integer, money
 from crm_contracts.vocabulary.loyalty import (
     BENEFIT_KINDS,
     BENEFIT_LEVELS,
@@ -48,7 +48,11 @@ class LoyaltyAccountEnrolledV1(EventPayload):
             "balance": 28100},
 )
 class PointsEarnedV1(EventPayload):
-    """Points were earned on a paid order at the tier's rate (once per order); they expire at `expires_at`."""
+    """Points were earned on a paid order at the tier's rate (once per order); they expire at `expires_at`.
+
+    An order in another currency than the programme's earns on `programme_amount`, its amount converted at
+    `exchange_rate` (programme currency units per unit of `currency`). `debt_settled` of the points went to
+    settle points owed from an earlier refund; `balance` is after that."""
 
     account_id = fields.UUID(required=True)
     customer_id = fields.UUID(required=True)
@@ -61,6 +65,10 @@ class PointsEarnedV1(EventPayload):
     earned_at = fields.AwareDateTime(required=True)
     expires_at = fields.AwareDateTime(required=True)
     balance = fields.Integer(required=True, validate=POINTS, metadata={"description": "points held afterwards"})
+    programme_amount = money(allow_none=True, load_default=None,
+                             metadata={"description": "the amount in the programme currency; null: `amount`"})
+    exchange_rate = fields.Decimal(as_string=True, allow_none=True, load_default=None)
+    debt_settled = fields.Integer(load_default=0, validate=POINTS)
 
 
 @catalog.event(
@@ -103,6 +111,42 @@ class PointsExpiredV1(EventPayload):
     points = fields.Integer(required=True, validate=validate.Range(min=1))
     lots = fields.List(fields.Nested(ExpiredLotV1), required=True)
     expired_at = fields.AwareDateTime(required=True)
+    balance = fields.Integer(required=True, validate=POINTS, metadata={"description": "points held afterwards"})
+
+
+class TakenLotV1(EventPayload):
+    """The points taken back from one earning (one order's lot)."""
+
+    order_id = fields.UUID(required=True)
+    earned_at = fields.AwareDateTime(required=True)
+    points = fields.Integer(required=True, validate=validate.Range(min=1))
+
+
+@catalog.event(
+    "points_taken_back", 1, origin=ORIGIN,
+    sample={"account_id": _ACCOUNT, "customer_id": _CUSTOMER, "order_id": _ORDER, "reversal_id": "return:RMA-0031",
+            "refund": "1080.00", "currency": "CNY", "points": 1350,
+            "lots": [{"order_id": _ORDER, "earned_at": "2026-11-25T16:45:00+00:00", "points": 1000}],
+            "owed": 350, "points_owed": 350, "taken_at": "2026-12-01T09:00:00+00:00", "balance": 0},
+)
+class PointsTakenBackV1(EventPayload):
+    """A refund (a cancellation after payment, or a return) took back the points its share of the order
+    earned, once per refund: `points` in all, of which the available ones came out of `lots` (the order's
+    own first, then the oldest) and `owed` had already been spent and became a debt, settled from future
+    earnings (`points_owed` is the whole debt after). `balance` never goes below zero."""
+
+    account_id = fields.UUID(required=True)
+    customer_id = fields.UUID(required=True)
+    order_id = fields.UUID(required=True)
+    reversal_id = fields.String(required=True,
+                                metadata={"description": "\"cancellation\" or \"return:<return id>\""})
+    refund = money(required=True)
+    currency = fields.String(required=True, validate=CURRENCY)
+    points = fields.Integer(required=True, validate=POINTS)
+    lots = fields.List(fields.Nested(TakenLotV1), required=True)
+    owed = fields.Integer(required=True, validate=POINTS)
+    points_owed = fields.Integer(required=True, validate=POINTS)
+    taken_at = fields.AwareDateTime(required=True)
     balance = fields.Integer(required=True, validate=POINTS, metadata={"description": "points held afterwards"})
 
 
@@ -163,15 +207,15 @@ class EarnPointsRequest(Request):
 
     order_id = fields.UUID(required=True)
     amount = money(required=True, validate=validate.Range(min=0))
-    currency = fields.String(required=True, validate=CURRENCY)
+    currency = Text(required=True, validate=CURRENCY)
     paid_at = fields.AwareDateTime(required=True)
 
 
 class RedeemPointsRequest(Request):
     """Redeem points for a reward. Example: {"reward_code": "VOUCHER-100", "points": 10000}"""
 
-    reward_code = fields.String(required=True, validate=validate.Length(min=1, max=REWARD_CODE_MAX_LENGTH))
-    points = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    reward_code = Text(required=True, validate=validate.Length(min=1, max=REWARD_CODE_MAX_LENGTH))
+    points = integer(required=True, validate=validate.Range(min=1))
 
 
 class ExpirePointsRequest(Request):
@@ -190,10 +234,10 @@ class GrantBenefitRequest(Request):
     """Grant a retention benefit.
     Example: {"level": "social", "kind": "personal_call", "description": "call after the complaint was closed"}"""
 
-    level = fields.String(required=True, validate=validate.OneOf(BENEFIT_LEVELS))
-    kind = fields.String(required=True)
-    description = fields.String(required=True, validate=validate.Length(min=1, max=500))
-    reason = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=500))
+    level = Text(required=True, validate=validate.OneOf(BENEFIT_LEVELS))
+    kind = Text(required=True)
+    description = Text(multiline=True, required=True, validate=validate.Length(min=1, max=500))
+    reason = Text(allow_none=True, load_default=None, validate=validate.Length(max=500))
 
     @validates_schema
     def kind_of_level(self, data: dict, **kwargs: object) -> None:
@@ -212,6 +256,7 @@ class PointsLotSchema(Schema):
     remaining = fields.Integer()
     redeemed = fields.Integer()
     expired = fields.Integer()
+    taken_back = fields.Integer(metadata={"description": "taken back by refunds, or settling a debt"})
 
 
 class BenefitSchema(Schema):
@@ -237,7 +282,35 @@ class LoyaltyAccountSchema(Schema):
     points_earned = fields.Integer()
     points_redeemed = fields.Integer()
     points_expired = fields.Integer()
+    points_taken_back = fields.Integer(metadata={"description": "taken back by refunds and returns"})
+    points_owed = fields.Integer(metadata={"description": "taken back after they were spent: settled from "
+                                                         "the next points earned"})
     lots = fields.List(fields.Nested(PointsLotSchema))
     benefits = fields.List(fields.Nested(BenefitSchema))
     enrolled_at = fields.AwareDateTime()
     modified_at = fields.AwareDateTime()
+
+
+class RedemptionSchema(Schema):
+    """Points spent on a reward."""
+
+    redemption_id = fields.UUID()
+    reward_code = fields.String()
+    points = fields.Integer()
+    redeemed_at = fields.AwareDateTime()
+
+
+class RedemptionAnswerSchema(Schema):
+    """The answer to a redemption: what was redeemed (for a repeated command, what its first delivery
+    redeemed) and the account as it is now."""
+
+    redemption = fields.Nested(RedemptionSchema)
+    account = fields.Nested(LoyaltyAccountSchema)
+
+
+class BenefitGrantAnswerSchema(Schema):
+    """The answer to a benefit grant: the benefit (for a repeated command, the one its first delivery
+    granted) and the account as it is now."""
+
+    benefit = fields.Nested(BenefitSchema)
+    account = fields.Nested(LoyaltyAccountSchema)

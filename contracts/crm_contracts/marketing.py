@@ -7,7 +7,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from crm_contracts.catalog import catalog
-from crm_contracts.fields import EMAIL, PHONE, EventPayload, Request, money
+from crm_contracts.fields import EMAIL, PHONE, EventPayload, Request, Text, integer, money
 from crm_contracts.vocabulary.marketing import (
     CAMPAIGN_CHANNELS,
     CAMPAIGN_STATUSES,
@@ -34,20 +34,22 @@ _RESULTS = {"responses": 340, "leads": 48, "qualified_leads": 12, "conversions":
             "roi_percent": "156.25"}
 
 
-def _segment_fields(values: validate.Validator | None = None) -> dict[str, fields.Field]:
-    """The criteria of a target segment; `values` validates the grades where input is checked."""
+def _segment_fields(request: bool) -> dict[str, fields.Field]:
+    """The criteria of a target segment; a request's are checked (text rules, known grades), a published
+    event's are loaded as they were published."""
+    text, whole = (Text, integer) if request else (fields.String, fields.Integer)
     return {
-        "industries": fields.List(fields.String(validate=NAME)),
-        "regions": fields.List(fields.String(validate=NAME)),
-        "grades": fields.List(fields.String(validate=values)),
-        "lifecycle_stages": fields.List(fields.String(validate=NAME)),
-        "consent_channels": fields.List(fields.String(validate=NAME)),
-        "company_size_min": fields.Integer(validate=validate.Range(min=0)),
-        "company_size_max": fields.Integer(validate=validate.Range(min=0)),
+        "industries": fields.List(text(validate=NAME)),
+        "regions": fields.List(text(validate=NAME)),
+        "grades": fields.List(text(validate=validate.OneOf(LEAD_GRADES) if request else None)),
+        "lifecycle_stages": fields.List(text(validate=NAME)),
+        "consent_channels": fields.List(text(validate=NAME)),
+        "company_size_min": whole(validate=validate.Range(min=0)),
+        "company_size_max": whole(validate=validate.Range(min=0)),
     }
 
 
-SegmentV1 = EventPayload.from_dict(_segment_fields(), name="SegmentV1")
+SegmentV1 = EventPayload.from_dict(_segment_fields(request=False), name="SegmentV1")
 
 
 class CampaignResultsV1(EventPayload):
@@ -230,7 +232,7 @@ class LeadConvertedV1(EventPayload):
 
 # --- requests and responses ---------------------------------------------------------------------
 
-SegmentRequest = Request.from_dict(_segment_fields(validate.OneOf(LEAD_GRADES)), name="SegmentRequest")
+SegmentRequest = Request.from_dict(_segment_fields(request=True), name="SegmentRequest")
 
 
 class PlanCampaignRequest(Request):
@@ -238,16 +240,16 @@ class PlanCampaignRequest(Request):
     "segment": {"industries": ["retail"]}, "channels": ["email"], "starts_on": "2027-03-01",
     "ends_on": "2027-04-30", "budget": "24000.00", "currency": "CNY"}"""
 
-    name = fields.String(required=True, validate=NAME)
-    objective = fields.String(required=True, validate=TEXT)
+    name = Text(required=True, validate=NAME)
+    objective = Text(required=True, validate=TEXT)
     segment = fields.Nested(SegmentRequest, required=True)
     channels = fields.List(
-        fields.String(validate=validate.OneOf(CAMPAIGN_CHANNELS)), required=True, validate=validate.Length(min=1)
+        Text(validate=validate.OneOf(CAMPAIGN_CHANNELS)), required=True, validate=validate.Length(min=1)
     )
     starts_on = fields.Date(required=True)
     ends_on = fields.Date(required=True)
     budget = money(required=True, validate=validate.Range(min=0))
-    currency = fields.String(required=True, validate=validate.OneOf(CURRENCIES))
+    currency = Text(required=True, validate=validate.OneOf(CURRENCIES))
 
     @validates_schema
     def schedule_in_order(self, data: dict[str, Any], **kwargs: object) -> None:
@@ -263,8 +265,8 @@ class PlanCampaignRequest(Request):
 class RecordResponseRequest(Request):
     """Count responses on one channel. Example: {"channel": "email", "count": 25}"""
 
-    channel = fields.String(required=True, validate=validate.OneOf(CAMPAIGN_CHANNELS))
-    count = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    channel = Text(required=True, validate=validate.OneOf(CAMPAIGN_CHANNELS))
+    count = integer(load_default=1, validate=validate.Range(min=1))
     at = fields.AwareDateTime(load_default=None, allow_none=True)
 
 
@@ -278,22 +280,22 @@ class AttributeRevenueRequest(Request):
     """Set the revenue a converted lead really brought. Example: {"amount": "13500.00", "currency": "CNY"}"""
 
     amount = money(required=True, validate=validate.Range(min=0))
-    currency = fields.String(required=True, validate=validate.OneOf(CURRENCIES))
+    currency = Text(required=True, validate=validate.OneOf(CURRENCIES))
 
 
 class CaptureLeadRequest(Request):
     """Capture a lead. Example: {"channel": "web_form", "name": "Zhang Min", "email": "zhang.min@example.com",
     "campaign_id": "8c1d2e3f-4a5b-4c6d-9e7f-0a1b2c3d4e5f", "company_size": 250, "industry": "retail"}"""
 
-    channel = fields.String(required=True, validate=validate.OneOf(LEAD_CHANNELS))
-    name = fields.String(required=True, validate=NAME)
-    email = fields.String(allow_none=True, load_default=None, validate=[EMAIL, validate.Length(max=254)])
-    phone = fields.String(allow_none=True, load_default=None, validate=PHONE)
+    channel = Text(required=True, validate=validate.OneOf(LEAD_CHANNELS))
+    name = Text(required=True, validate=NAME)
+    email = Text(allow_none=True, load_default=None, validate=[EMAIL, validate.Length(max=254)])
+    phone = Text(allow_none=True, load_default=None, validate=PHONE)
     campaign_id = fields.UUID(allow_none=True, load_default=None)
-    company = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=200))
-    company_size = fields.Integer(allow_none=True, load_default=None, validate=validate.Range(min=0))
-    role = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=200))
-    industry = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=200))
+    company = Text(allow_none=True, load_default=None, validate=validate.Length(max=200))
+    company_size = integer(allow_none=True, load_default=None, validate=validate.Range(min=0))
+    role = Text(allow_none=True, load_default=None, validate=validate.Length(max=200))
+    industry = Text(allow_none=True, load_default=None, validate=validate.Length(max=200))
     at = fields.AwareDateTime(load_default=None, allow_none=True)
 
     @validates_schema
@@ -305,27 +307,27 @@ class CaptureLeadRequest(Request):
 class RecordEngagementRequest(Request):
     """Record an open, a visit or a reply. Example: {"kind": "reply"}"""
 
-    kind = fields.String(required=True, validate=validate.OneOf(ENGAGEMENT_KINDS))
+    kind = Text(required=True, validate=validate.OneOf(ENGAGEMENT_KINDS))
     at = fields.AwareDateTime(load_default=None, allow_none=True)
 
 
 class GradeLeadRequest(Request):
     """Grade a lead. Example: {"grade": "key", "reason": "chain of 40 stores"}"""
 
-    grade = fields.String(required=True, validate=validate.OneOf(LEAD_GRADES))
-    reason = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=500))
+    grade = Text(required=True, validate=validate.OneOf(LEAD_GRADES))
+    reason = Text(allow_none=True, load_default=None, validate=validate.Length(max=500))
 
 
 class QualifyLeadRequest(Request):
     """Qualify a lead. Example: {"note": "budget confirmed"}"""
 
-    note = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=500))
+    note = Text(multiline=True, allow_none=True, load_default=None, validate=validate.Length(max=500))
 
 
 class DisqualifyLeadRequest(Request):
     """Disqualify a lead. Example: {"reason": "student project, no budget"}"""
 
-    reason = fields.String(required=True, validate=TEXT)
+    reason = Text(required=True, validate=TEXT)
 
 
 class ConvertLeadRequest(Request):
@@ -333,9 +335,9 @@ class ConvertLeadRequest(Request):
     "expected_close_date": "2027-06-30", "sales_owner": "rep-wang-wei"}"""
 
     estimated_amount = money(required=True, validate=validate.Range(min=0))
-    currency = fields.String(required=True, validate=validate.OneOf(CURRENCIES))
+    currency = Text(required=True, validate=validate.OneOf(CURRENCIES))
     expected_close_date = fields.Date(allow_none=True, load_default=None)
-    sales_owner = fields.String(allow_none=True, load_default=None, validate=validate.Length(min=1, max=200))
+    sales_owner = Text(allow_none=True, load_default=None, validate=validate.Length(min=1, max=200))
     customer_id = fields.UUID(allow_none=True, load_default=None)
 
 

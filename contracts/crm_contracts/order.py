@@ -11,7 +11,8 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from crm_contracts.catalog import catalog
-from crm_contracts.fields import PHONE, EventPayload, Request, money
+from crm_contracts.fields import PHONE, EventPayload, Request, Text, integer, money
+from crm_contracts.sales import percent
 from crm_contracts.vocabulary.money import CURRENCIES, MAX_DISCOUNT_PERCENT
 from crm_contracts.vocabulary.order import (
     ORDER_STATUSES,
@@ -84,7 +85,11 @@ class QuantityLineV1(EventPayload):
             "placed_at": "2026-11-20T09:30:00+00:00"},
 )
 class OrderPlacedV1(EventPayload):
-    """An order was placed, directly or from a won opportunity's accepted quote (then both ids are set)."""
+    """An order was placed, directly or from a won opportunity's accepted quote (then both ids are set).
+
+    `shipping_address` is null when neither the quote nor the customer's default gave one: the order
+    cannot be confirmed until `order_shipping_address_set` gives it one. `over_credit_limit` flags an
+    order whose total exceeds the customer's credit limit (`credit_limit`, null when none is known)."""
 
     order_id = fields.UUID(required=True)
     customer_id = fields.UUID(required=True)
@@ -93,10 +98,12 @@ class OrderPlacedV1(EventPayload):
     subtotal = money(required=True)
     discount_total = money(required=True)
     total = money(required=True)
-    shipping_address = fields.Nested(AddressV1, required=True)
+    shipping_address = fields.Nested(AddressV1, required=True, allow_none=True)
     opportunity_id = fields.UUID(allow_none=True, load_default=None)
     quote_id = fields.UUID(allow_none=True, load_default=None)
     placed_at = fields.AwareDateTime(required=True)
+    over_credit_limit = fields.Boolean(load_default=False)
+    credit_limit = money(allow_none=True, load_default=None)
 
 
 @catalog.event(
@@ -232,47 +239,84 @@ class OrderReturnRecordedV1(EventPayload):
     returned_at = fields.AwareDateTime(required=True)
 
 
+@catalog.event(
+    "order_refunded", 1, origin=ORIGIN,
+    sample={"order_id": _ORDER, "customer_id": _CUSTOMER, "amount": "12400.00", "currency": "CNY",
+            "reason": "customer changed their mind", "refunded_total": "12400.00",
+            "refunded_at": "2026-11-26T12:00:00+00:00"},
+)
+class OrderRefundedV1(EventPayload):
+    """An order cancelled after payment was refunded what was paid and not yet refunded (`amount`);
+    `refunded_total` is after it. Refunds of returned goods travel in `order_return_recorded` instead."""
+
+    order_id = fields.UUID(required=True)
+    customer_id = fields.UUID(required=True)
+    amount = money(required=True)
+    currency = fields.String(required=True)
+    reason = fields.String(required=True, metadata={"description": "the cancellation's reason"})
+    refunded_total = money(required=True)
+    refunded_at = fields.AwareDateTime(required=True)
+
+
+@catalog.event(
+    "order_shipping_address_set", 1, origin=ORIGIN,
+    sample={"order_id": _ORDER, "customer_id": _CUSTOMER, "shipping_address": _ADDRESS,
+            "set_at": "2026-11-26T10:00:00+00:00"},
+)
+class OrderShippingAddressSetV1(EventPayload):
+    """A placed (not yet confirmed) order got its shipping address, or a new one."""
+
+    order_id = fields.UUID(required=True)
+    customer_id = fields.UUID(required=True)
+    shipping_address = fields.Nested(AddressV1, required=True)
+    set_at = fields.AwareDateTime(required=True)
+
+
 # --- requests and responses ---------------------------------------------------------------------
 
 class AddressRequest(Request):
     """A shipping address. Example: {"recipient": "Li Na", "line1": "88 Jianguo Road", "city": "Beijing",
     "country": "CN"}"""
 
-    recipient = fields.String(required=True, validate=TEXT)
-    line1 = fields.String(required=True, validate=TEXT)
-    line2 = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=200))
-    city = fields.String(required=True, validate=TEXT)
-    region = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=100))
-    postal_code = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=20))
-    country = fields.String(
+    recipient = Text(required=True, validate=TEXT)
+    line1 = Text(required=True, validate=TEXT)
+    line2 = Text(allow_none=True, load_default=None, validate=validate.Length(max=200))
+    city = Text(required=True, validate=TEXT)
+    region = Text(allow_none=True, load_default=None, validate=validate.Length(max=100))
+    postal_code = Text(allow_none=True, load_default=None, validate=validate.Length(max=20))
+    country = Text(
         required=True, validate=validate.Regexp(r"^[A-Z]{2}$", error="must be an ISO 3166-1 alpha-2 code, e.g. CN")
     )
-    phone = fields.String(allow_none=True, load_default=None, validate=PHONE)
+    phone = Text(allow_none=True, load_default=None, validate=PHONE)
 
 
 class OrderLineRequest(Request):
     """One line. Example: {"sku": "CRM-PRO-1Y", "description": "CRM Pro licence", "quantity": 10,
     "unit_price": "1200.00", "discount": "10"}"""
 
-    sku = fields.String(required=True, validate=SKU)
-    description = fields.String(required=True, validate=validate.Length(min=1, max=500))
-    quantity = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    sku = Text(required=True, validate=SKU)
+    description = Text(required=True, validate=validate.Length(min=1, max=500))
+    quantity = integer(required=True, validate=validate.Range(min=1))
     unit_price = money(required=True, validate=validate.Range(min=0))
-    discount = fields.Decimal(
-        as_string=True, validate=validate.Range(min=0, max=MAX_DISCOUNT_PERCENT),
-        metadata={"description": "percent of quantity x unit price; 0 when left out"},
+    discount = percent(
+        validate=validate.Range(min=0, max=MAX_DISCOUNT_PERCENT),
+        metadata={"description": "percent of quantity x unit price, in hundredths (as sales quotes it); 0 when "
+                                 "left out"},
     )
 
 
 class PlaceOrderRequest(Request):
     """Place an order. Example: {"customer_id": "3f2b8c1e-5d4a-4f6b-9c7d-2e1a0b9c8d7e", "currency": "CNY",
     "lines": [{"sku": "CRM-PRO-1Y", "description": "CRM Pro licence", "quantity": 10, "unit_price": "1200.00"}],
-    "shipping_address": {"recipient": "Li Na", "line1": "88 Jianguo Road", "city": "Beijing", "country": "CN"}}"""
+    "shipping_address": {"recipient": "Li Na", "line1": "88 Jianguo Road", "city": "Beijing", "country": "CN"}}
+
+    Without `shipping_address` the order takes the customer's default shipping address, if the order service
+    knows one; else it is placed without one and cannot be confirmed until one is set."""
 
     customer_id = fields.UUID(required=True)
-    currency = fields.String(required=True, validate=CURRENCY)
+    currency = Text(required=True, validate=CURRENCY)
     lines = fields.List(fields.Nested(OrderLineRequest), required=True, validate=validate.Length(min=1, max=500))
-    shipping_address = fields.Nested(AddressRequest, required=True)
+    shipping_address = fields.Nested(AddressRequest, allow_none=True, load_default=None)
     opportunity_id = fields.UUID(allow_none=True, load_default=None)
     quote_id = fields.UUID(allow_none=True, load_default=None)
 
@@ -286,14 +330,22 @@ class PlaceOrderRequest(Request):
 class ConfirmOrderRequest(Request):
     """Confirm an order. Example: {"reference": "ERP-SO-2026-00042"}"""
 
-    reference = fields.String(allow_none=True, load_default=None, validate=TEXT)
+    reference = Text(allow_none=True, load_default=None, validate=TEXT)
+    at = fields.AwareDateTime(allow_none=True, load_default=None)
+
+
+class SetShippingAddressRequest(Request):
+    """Give a placed, unconfirmed order its shipping address. Example: {"shipping_address": {"recipient":
+    "Li Na", "line1": "88 Jianguo Road", "city": "Beijing", "country": "CN"}}"""
+
+    shipping_address = fields.Nested(AddressRequest, required=True)
     at = fields.AwareDateTime(allow_none=True, load_default=None)
 
 
 def _quantities(**kwargs: Any) -> fields.Dict:
     return fields.Dict(
-        keys=fields.String(validate=SKU),
-        values=fields.Integer(strict=True, validate=validate.Range(min=1)),
+        keys=Text(validate=SKU),
+        values=integer(validate=validate.Range(min=1)),
         validate=validate.Length(min=1),
         **kwargs,
     )
@@ -303,9 +355,9 @@ class ShipOrderRequest(Request):
     """Record a shipment; `lines` maps SKU to quantity. Example: {"shipment_id": "SHP-0001",
     "carrier": "SF Express", "tracking_number": "SF1234567890", "lines": {"CRM-PRO-1Y": 4}}"""
 
-    shipment_id = fields.String(required=True, validate=TEXT)
-    carrier = fields.String(required=True, validate=TEXT)
-    tracking_number = fields.String(allow_none=True, load_default=None, validate=TEXT)
+    shipment_id = Text(required=True, validate=TEXT)
+    carrier = Text(required=True, validate=TEXT)
+    tracking_number = Text(allow_none=True, load_default=None, validate=TEXT)
     lines = _quantities(required=True)
     at = fields.AwareDateTime(allow_none=True, load_default=None)
 
@@ -313,7 +365,7 @@ class ShipOrderRequest(Request):
 class RecordDeliveryRequest(Request):
     """Record that a shipment was delivered. Example: {"shipment_id": "SHP-0001"}"""
 
-    shipment_id = fields.String(required=True, validate=TEXT)
+    shipment_id = Text(required=True, validate=TEXT)
     at = fields.AwareDateTime(allow_none=True, load_default=None)
 
 
@@ -321,18 +373,18 @@ class RecordPaymentRequest(Request):
     """Record a payment from ERP; resending the same payment_id is harmless. Example:
     {"payment_id": "PAY-7781", "amount": "5000.00", "currency": "CNY", "method": "bank_transfer"}"""
 
-    payment_id = fields.String(required=True, validate=TEXT)
+    payment_id = Text(required=True, validate=TEXT)
     amount = money(required=True, validate=validate.Range(min=0, min_inclusive=False))
-    currency = fields.String(required=True, validate=CURRENCY)
-    method = fields.String(required=True, validate=validate.OneOf(PAYMENT_METHODS))
-    reference = fields.String(allow_none=True, load_default=None, validate=TEXT)
+    currency = Text(required=True, validate=CURRENCY)
+    method = Text(required=True, validate=validate.OneOf(PAYMENT_METHODS))
+    reference = Text(allow_none=True, load_default=None, validate=TEXT)
     at = fields.AwareDateTime(allow_none=True, load_default=None)
 
 
 class CancelOrderRequest(Request):
     """Cancel an order before it ships. Example: {"reason": "customer changed their mind"}"""
 
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
+    reason = Text(required=True, validate=validate.Length(min=1, max=500))
     at = fields.AwareDateTime(allow_none=True, load_default=None)
 
 
@@ -340,11 +392,11 @@ class RecordReturnRequest(Request):
     """Record a return of delivered goods with its refund; `lines` maps SKU to quantity. Example:
     {"return_id": "RMA-0031", "lines": {"CRM-PRO-1Y": 1}, "refund": "1080.00", "currency": "CNY"}"""
 
-    return_id = fields.String(required=True, validate=TEXT)
+    return_id = Text(required=True, validate=TEXT)
     lines = _quantities(required=True)
     refund = money(required=True, validate=validate.Range(min=0))
-    currency = fields.String(required=True, validate=CURRENCY)
-    reason = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=500))
+    currency = Text(required=True, validate=CURRENCY)
+    reason = Text(allow_none=True, load_default=None, validate=validate.Length(max=500))
     at = fields.AwareDateTime(allow_none=True, load_default=None)
 
 
@@ -385,7 +437,10 @@ class OrderProgressSchema(Schema):
     refunded = money()
     lines = fields.List(fields.Nested(LineProgressSchema))
     shipments = fields.List(fields.Nested(ShipmentProgressSchema))
-    shipping_address = fields.Nested(AddressV1)
+    shipping_address = fields.Nested(AddressV1, allow_none=True)
+    over_credit_limit = fields.Boolean(metadata={"description": "the total exceeded the customer's credit limit "
+                                                                "when the order was placed"})
+    credit_limit = money(allow_none=True)
     opportunity_id = fields.UUID(allow_none=True)
     placed_at = fields.AwareDateTime()
     confirmed_at = fields.AwareDateTime(allow_none=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 from crm_contracts.catalog import catalog
-from crm_contracts.fields import EventPayload, Request, money
+from crm_contracts.fields import EventPayload, Request, Text, integer, money
 from crm_contracts.vocabulary.sales import (
     CURRENCIES,
     MAX_DISCOUNT_PERCENT,
@@ -34,9 +36,37 @@ _LINES = [
 _TOTALS = {"subtotal": "13500.00", "discount_total": "1200.00", "total": "12300.00"}
 
 
-def percent(**kwargs) -> fields.Decimal:  # type: ignore[no-untyped-def]
-    """A discount percentage in hundredths, carried as a string like money."""
-    return fields.Decimal(as_string=True, places=2, **kwargs)
+#: A percentage is carried in hundredths ("12.34"): finer input is refused, never rounded.
+PERCENT_PLACES = 2
+
+
+class Percent(fields.Decimal):
+    """A discount (or rate) percentage in hundredths, carried as a string like money.
+
+    The one rule for discounts across sales and order: "12.345" is refused with the field named, not
+    rounded to "12.35" (marshmallow's `places` alone would quantize it silently).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(as_string=True, places=PERCENT_PLACES, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> Any:
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        if isinstance(value, str | int | float | Decimal):
+            try:
+                exact = Decimal(str(value))
+            except InvalidOperation:
+                raise self.make_error("invalid") from None
+            exponent = exact.normalize().as_tuple().exponent
+            if isinstance(exponent, int) and exponent < -PERCENT_PLACES:
+                raise ValidationError(f"must have at most {PERCENT_PLACES} decimal places, like \"12.34\"")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+def percent(**kwargs: Any) -> Percent:
+    """A percentage in hundredths (see Percent): quote and order lines' discounts use this one rule."""
+    return Percent(**kwargs)
 
 
 # --- published events ---------------------------------------------------------------------------
@@ -242,18 +272,18 @@ class OpenOpportunityRequest(Request):
 
     customer_id = fields.UUID(required=True)
     lead_id = fields.UUID(allow_none=True, load_default=None)
-    title = fields.String(required=True, validate=TEXT)
-    owner = fields.String(required=True, validate=TEXT)
+    title = Text(required=True, validate=TEXT)
+    owner = Text(required=True, validate=TEXT)
     amount = money(required=True, validate=validate.Range(min=0))
-    currency = fields.String(required=True, validate=validate.OneOf(CURRENCIES))
+    currency = Text(required=True, validate=validate.OneOf(CURRENCIES))
     expected_close_date = fields.Date(required=True)
 
 
 class MoveStageRequest(Request):
     """Move to an open stage; probability defaults to the stage's. Example: {"stage": "proposal"}"""
 
-    stage = fields.String(required=True, validate=validate.OneOf(OPEN_STAGES))
-    probability = fields.Integer(allow_none=True, load_default=None, validate=PROBABILITY)
+    stage = Text(required=True, validate=validate.OneOf(OPEN_STAGES))
+    probability = integer(allow_none=True, load_default=None, validate=PROBABILITY)
 
 
 class ChangeAmountRequest(Request):
@@ -271,16 +301,16 @@ class ChangeExpectedCloseDateRequest(Request):
 class ReassignRequest(Request):
     """Hand the opportunity to another rep. Example: {"owner": "rep-zhao-lei"}"""
 
-    owner = fields.String(required=True, validate=TEXT)
+    owner = Text(required=True, validate=TEXT)
 
 
 class QuoteLineRequest(Request):
     """One quote line. Example: {"sku": "CRM-SEAT", "description": "CRM seat, annual", "quantity": 50,
     "unit_price": "240.00", "discount": "10.00"}"""
 
-    sku = fields.String(required=True, validate=validate.Length(min=1, max=100))
-    description = fields.String(required=True, validate=TEXT)
-    quantity = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    sku = Text(required=True, validate=validate.Length(min=1, max=100))
+    description = Text(required=True, validate=TEXT)
+    quantity = integer(required=True, validate=validate.Range(min=1))
     unit_price = money(required=True, validate=validate.Range(min=0))
     discount = percent(load_default=Decimal("0.00"), validate=validate.Range(min=0, max=MAX_DISCOUNT_PERCENT))
 
@@ -295,13 +325,13 @@ class SendQuoteRequest(Request):
 class RejectQuoteRequest(Request):
     """Record the customer's rejection of a quote. Example: {"reason": "price above budget"}"""
 
-    reason = fields.String(allow_none=True, load_default=None, validate=TEXT)
+    reason = Text(allow_none=True, load_default=None, validate=TEXT)
 
 
 class LoseOpportunityRequest(Request):
     """Close an opportunity as lost; the reason is required. Example: {"reason": "chose a competitor"}"""
 
-    reason = fields.String(required=True, validate=TEXT)
+    reason = Text(required=True, validate=TEXT)
 
 
 class QuoteLineSchema(Schema):

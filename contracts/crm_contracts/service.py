@@ -6,7 +6,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from crm_contracts.catalog import catalog
-from crm_contracts.fields import EventPayload, Request
+from crm_contracts.fields import Boolean, EventPayload, Request, Text, integer
 from crm_contracts.vocabulary.service import (
     CASE_CHANNELS,
     CASE_STATUSES,
@@ -32,6 +32,10 @@ SUBJECT = validate.Length(min=1, max=300)
 TEXT = validate.Length(min=1, max=20000)
 NAME = validate.Length(min=1, max=200)
 SCORE = validate.Range(min=SURVEY_MIN_SCORE, max=SURVEY_MAX_SCORE)
+#: What a satisfaction survey is about: a fully delivered order or a closed case.
+SURVEY_SUBJECTS = ("order", "case")
+_ORDER = "9c4e2f7a-1b3d-4e5f-8a6b-7c8d9e0f1a2b"
+_SURVEY = "2b7d9e41-6c3a-5f08-9d2e-4a1b7c6e8f30"
 
 
 def _customer_id() -> fields.UUID:
@@ -287,6 +291,40 @@ class SurveyCompletedV1(EventPayload):
 
 
 @catalog.event(
+    "survey_requested", 1, origin=ORIGIN,
+    sample={"survey_id": _SURVEY, "customer_id": _CUSTOMER, "subject": "order", "subject_id": _ORDER,
+            "requested_at": "2026-11-23T15:20:00+00:00"},
+)
+class SurveyRequestedV1(EventPayload):
+    """A satisfaction survey was asked of the customer, once per subject: after an order was fully
+    delivered (`subject` "order", `subject_id` the order id) or a case was closed ("case", the case id)."""
+
+    survey_id = fields.UUID(required=True)
+    customer_id = _customer_id()
+    subject = fields.String(required=True, validate=validate.OneOf(SURVEY_SUBJECTS))
+    subject_id = fields.UUID(required=True)
+    requested_at = fields.AwareDateTime(required=True)
+
+
+@catalog.event(
+    "survey_answered", 1, origin=ORIGIN,
+    sample={"survey_id": _SURVEY, "customer_id": _CUSTOMER, "subject": "order", "subject_id": _ORDER,
+            "score": 5, "comment": "arrived early", "answered_at": "2026-11-24T08:00:00+00:00"},
+)
+class SurveyAnsweredV1(EventPayload):
+    """The customer answered a delivered order's satisfaction survey: score 1 to 5, as `survey_completed`
+    does for a case (a case's survey is answered on the case and published as `survey_completed`)."""
+
+    survey_id = fields.UUID(required=True)
+    customer_id = _customer_id()
+    subject = fields.String(required=True, validate=validate.OneOf(SURVEY_SUBJECTS))
+    subject_id = fields.UUID(required=True)
+    score = fields.Integer(required=True, validate=SCORE)
+    comment = fields.String(allow_none=True, load_default=None)
+    answered_at = fields.AwareDateTime(required=True)
+
+
+@catalog.event(
     "faq_published", 1, origin=ORIGIN,
     sample={"article_id": _ARTICLE, "question": "Where is my parcel?", "keywords": ["delivery", "tracking"],
             "department": "customer_service", "published_at": _AT},
@@ -334,107 +372,129 @@ class OpenCaseRequest(Request):
     """Open a case. Example: {"channel": "email", "subject": "Parcel not delivered",
     "body": "Order 1001 has not arrived.", "sender": "li.na@example.com"}"""
 
-    channel = fields.String(required=True, validate=validate.OneOf(CASE_CHANNELS))
-    subject = fields.String(required=True, validate=SUBJECT)
-    body = fields.String(load_default="", validate=validate.Length(max=20000))
-    sender = fields.String(required=True, validate=NAME)
+    channel = Text(required=True, validate=validate.OneOf(CASE_CHANNELS))
+    subject = Text(required=True, validate=SUBJECT)
+    body = Text(multiline=True, load_default="", validate=validate.Length(max=20000))
+    sender = Text(required=True, validate=NAME)
     customer_id = fields.UUID(allow_none=True, load_default=None)
 
 
 class ClassifyCaseRequest(Request):
     """Reclassify a case. Example: {"department": "finance", "priority": "important", "by": "wang.wei"}"""
 
-    department = fields.String(required=True, validate=validate.OneOf(DEPARTMENTS))
-    priority = fields.String(required=True, validate=validate.OneOf(PRIORITIES))
-    by = fields.String(required=True, validate=NAME)
+    department = Text(required=True, validate=validate.OneOf(DEPARTMENTS))
+    priority = Text(required=True, validate=validate.OneOf(PRIORITIES))
+    by = Text(required=True, validate=NAME)
 
 
 class AssignCaseRequest(Request):
     """Assign a case. Example: {"group": "customer_care", "agent": "wang.wei"}"""
 
-    group = fields.String(required=True, validate=NAME)
-    agent = fields.String(allow_none=True, load_default=None, validate=NAME)
+    group = Text(required=True, validate=NAME)
+    agent = Text(allow_none=True, load_default=None, validate=NAME)
 
 
 class RespondToCaseRequest(Request):
     """Respond to a case. Example: {"agent": "wang.wei", "body": "Your parcel left our depot today."}"""
 
-    agent = fields.String(required=True, validate=NAME)
-    body = fields.String(required=True, validate=TEXT)
+    agent = Text(required=True, validate=NAME)
+    body = Text(multiline=True, required=True, validate=TEXT)
 
 
 class EscalateCaseRequest(Request):
     """Escalate a case one level. Example: {"reason": "customer threatens to cancel"}"""
 
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
+    reason = Text(required=True, validate=validate.Length(min=1, max=500))
 
 
 class ResolveCaseRequest(Request):
     """Resolve a case. Example: {"resolution": "Parcel re-sent by express"}"""
 
-    resolution = fields.String(required=True, validate=TEXT)
+    resolution = Text(multiline=True, required=True, validate=TEXT)
 
 
 class ReopenCaseRequest(Request):
     """Reopen a resolved or closed case. Example: {"reason": "parcel still missing"}"""
 
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
+    reason = Text(required=True, validate=validate.Length(min=1, max=500))
 
 
 class FlagComplaintRequest(Request):
     """Flag a case as a complaint. Example: {"by": "wang.wei"}"""
 
-    by = fields.String(required=True, validate=NAME)
+    by = Text(required=True, validate=NAME)
 
 
 class AssessComplaintRequest(Request):
     """Assess a complaint. Example: {"category": "delivery", "severity": "medium",
     "assessment": "courier lost the parcel"}"""
 
-    category = fields.String(required=True, validate=validate.OneOf(COMPLAINT_CATEGORIES))
-    severity = fields.String(required=True, validate=validate.OneOf(COMPLAINT_SEVERITIES))
-    assessment = fields.String(required=True, validate=TEXT)
+    category = Text(required=True, validate=validate.OneOf(COMPLAINT_CATEGORIES))
+    severity = Text(required=True, validate=validate.OneOf(COMPLAINT_SEVERITIES))
+    assessment = Text(multiline=True, required=True, validate=TEXT)
 
 
 class SummariseComplaintRequest(Request):
     """Summarise a resolved complaint. Example: {"summary": "Lost parcel, re-sent",
     "root_cause": "courier hand-over not scanned"}"""
 
-    summary = fields.String(required=True, validate=TEXT)
-    root_cause = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    summary = Text(multiline=True, required=True, validate=TEXT)
+    root_cause = Text(multiline=True, required=True, validate=validate.Length(min=1, max=2000))
 
 
 class CompleteSurveyRequest(Request):
     """Answer a closed case's satisfaction survey. Example: {"score": 4, "comment": "quick and friendly"}"""
 
-    score = fields.Integer(required=True, strict=True, validate=SCORE)
-    comment = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=2000))
+    score = integer(required=True, validate=SCORE)
+    comment = Text(multiline=True, allow_none=True, load_default=None, validate=validate.Length(max=2000))
+
+
+class AnswerSurveyRequest(Request):
+    """Answer a delivered order's satisfaction survey. Example: {"score": 5, "comment": "arrived early"}"""
+
+    score = integer(required=True, validate=SCORE)
+    comment = Text(multiline=True, allow_none=True, load_default=None, validate=validate.Length(max=2000))
+
+
+class SurveySchema(Schema):
+    """A satisfaction survey: what it is about, and the answer once given."""
+
+    id = fields.UUID()
+    version = fields.Integer(metadata={"description": "the concurrency token; the gateway's ETag"})
+    customer_id = fields.UUID(allow_none=True)
+    subject = fields.String(validate=validate.OneOf(SURVEY_SUBJECTS))
+    subject_id = fields.UUID()
+    status = fields.String(validate=validate.OneOf(("requested", "answered")))
+    requested_at = fields.AwareDateTime()
+    score = fields.Integer(allow_none=True)
+    comment = fields.String(allow_none=True)
+    answered_at = fields.AwareDateTime(allow_none=True)
 
 
 class DraftFaqRequest(Request):
     """Draft an FAQ article. Example: {"question": "Where is my parcel?",
     "answer": "Track it at ...", "keywords": ["delivery", "tracking"]}"""
 
-    question = fields.String(required=True, validate=validate.Length(min=1, max=500))
-    answer = fields.String(required=True, validate=TEXT)
-    keywords = fields.List(fields.String(validate=validate.Length(min=1, max=50)), load_default=list,
+    question = Text(required=True, validate=validate.Length(min=1, max=500))
+    answer = Text(multiline=True, required=True, validate=TEXT)
+    keywords = fields.List(Text(validate=validate.Length(min=1, max=50)), load_default=list,
                            validate=validate.Length(max=30))
-    department = fields.String(allow_none=True, load_default=None, validate=validate.OneOf(DEPARTMENTS))
+    department = Text(allow_none=True, load_default=None, validate=validate.OneOf(DEPARTMENTS))
 
 
 class ReviseFaqRequest(Request):
     """Rewrite a draft FAQ article. Example: {"question": "Where is my parcel?", "answer": "Track it at ..."}"""
 
-    question = fields.String(required=True, validate=validate.Length(min=1, max=500))
-    answer = fields.String(required=True, validate=TEXT)
-    keywords = fields.List(fields.String(validate=validate.Length(min=1, max=50)), load_default=list,
+    question = Text(required=True, validate=validate.Length(min=1, max=500))
+    answer = Text(multiline=True, required=True, validate=TEXT)
+    keywords = fields.List(Text(validate=validate.Length(min=1, max=50)), load_default=list,
                            validate=validate.Length(max=30))
 
 
 class RetireFaqRequest(Request):
     """Retire a published FAQ article. Example: {"reason": "new tracking portal"}"""
 
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
+    reason = Text(required=True, validate=validate.Length(min=1, max=500))
 
 
 class RecordFaqUseRequest(Request):
@@ -442,7 +502,7 @@ class RecordFaqUseRequest(Request):
     "helpful": true}"""
 
     case_id = fields.UUID(allow_none=True, load_default=None)
-    helpful = fields.Boolean(allow_none=True, load_default=None)
+    helpful = Boolean(allow_none=True, load_default=None)
 
 
 class ResponseSchema(Schema):
@@ -521,3 +581,10 @@ class SatisfactionIndexSchema(Schema):
 
     customer_id = fields.UUID()
     index = fields.Decimal(as_string=True, allow_none=True)
+
+
+class SuggestFaqsRequest(Request):
+    """Suggest published FAQ articles for a question. Example: {"text": "Where is my parcel?", "limit": 3}"""
+
+    text = Text(multiline=True, required=True, validate=validate.Length(min=1, max=20000))
+    limit = integer(load_default=3, validate=validate.Range(min=1, max=10))

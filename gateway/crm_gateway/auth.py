@@ -1,7 +1,13 @@
 """Bearer JWT authentication (HS256) with scopes.
 
 The secret comes from CRM_JWT_SECRET. Without it a development secret is used and a warning is logged
-at every start: tokens signed with it are worthless outside a developer's machine.
+at every start: tokens signed with it are worthless outside a developer's machine. When CRM_JWT_AUDIENCE
+or CRM_JWT_ISSUER is set, a token must carry that `aud` (one of its audiences) or that `iss`.
+
+Refused with 401: no token, another scheme, an Authorization header over MAX_AUTHORIZATION_LENGTH bytes,
+anything but HS256 (`none`, RS256, HS512...), a bad signature, no or a past `exp`, a future `nbf` or
+`iat` (beyond LEEWAY), no or an empty `sub`, a wrong audience or issuer. 403: a valid token without the
+scope.
 
 `python -m crm_gateway.auth` prints a development token (what `make token` runs).
 """
@@ -32,6 +38,8 @@ DEVELOPMENT_SECRET = "crm-development-secret-do-not-use-in-production"
 REALM = "crm"
 #: Clock skew tolerated between the token issuer and this gateway, in seconds.
 LEEWAY = 30
+#: The longest Authorization header read (bytes); a longer one is 401 before any decoding.
+MAX_AUTHORIZATION_LENGTH = 8 * 1024
 
 _warned = False
 
@@ -59,15 +67,34 @@ def jwt_secret() -> str:
     return DEVELOPMENT_SECRET
 
 
+@dataclass(frozen=True)
+class TokenRules:
+    """What a token must say beyond a valid signature: the audience and issuer, when configured."""
+
+    audience: str | None
+    issuer: str | None
+
+
+def token_rules() -> TokenRules:
+    """CRM_JWT_AUDIENCE and CRM_JWT_ISSUER (each optional: unset means not checked)."""
+    return TokenRules(os.environ.get("CRM_JWT_AUDIENCE") or None, os.environ.get("CRM_JWT_ISSUER") or None)
+
+
 def issue_token(
     subject: str = "developer",
     scopes: Iterable[str] = (READ, WRITE),
     ttl_seconds: int = 12 * 3600,
     secret: str | None = None,
 ) -> str:
-    """A signed token for `subject` with `scopes` (space-separated in the `scope` claim, as OAuth 2 does)."""
+    """A signed token for `subject` with `scopes` (space-separated in the `scope` claim, as OAuth 2 does),
+    with the configured audience and issuer when there are."""
     now = int(time.time())
-    claims = {"sub": subject, "scope": " ".join(scopes), "iat": now, "exp": now + ttl_seconds}
+    claims: dict[str, Any] = {"sub": subject, "scope": " ".join(scopes), "iat": now, "exp": now + ttl_seconds}
+    rules = token_rules()
+    if rules.audience:
+        claims["aud"] = rules.audience
+    if rules.issuer:
+        claims["iss"] = rules.issuer
     return jwt.encode(claims, secret or jwt_secret(), algorithm=ALGORITHM)
 
 
@@ -101,28 +128,37 @@ def scopes_of(claims: dict[str, Any]) -> frozenset[str]:
 
 #: Tokens already verified, with their expiry: a client sends the same token with every request,
 #: and checking its signature each time was a tenth of the gateway's CPU under load.
-_verified_tokens: dict[tuple[str, str], tuple[Principal, float]] = {}
+_verified_tokens: dict[tuple[str, str, TokenRules], tuple[Principal, float]] = {}
 _VERIFIED_TOKENS_MAX = 10_000
 
 
-def _verified(token: str, secret: str) -> Principal:
+def _verified(token: str, secret: str, rules: TokenRules) -> Principal:
     """The principal of a valid, unexpired token; 401 otherwise."""
-    known = _verified_tokens.get((token, secret))
+    cache_key = (token, secret, rules)
+    known = _verified_tokens.get(cache_key)
     if known is not None and time.time() < known[1] + LEEWAY:
         return known[0]
+    required = ["exp", "sub"] + (["aud"] if rules.audience else []) + (["iss"] if rules.issuer else [])
     try:
         claims = jwt.decode(
-            token, secret, algorithms=[ALGORITHM], leeway=LEEWAY, options={"require": ["exp", "sub"]}
+            token, secret, algorithms=[ALGORITHM], leeway=LEEWAY, audience=rules.audience, issuer=rules.issuer,
+            options={"require": required, "verify_aud": rules.audience is not None},
         )
     except jwt.ExpiredSignatureError:
-        _verified_tokens.pop((token, secret), None)
+        _verified_tokens.pop(cache_key, None)
         raise unauthorized("the token has expired") from None
     except jwt.InvalidTokenError as exc:
         raise unauthorized(f"the token is not valid: {exc}") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # what a decoder may raise on hostile claims
+        raise unauthorized(f"the token is not valid: {type(exc).__name__}") from None
+    if not str(claims["sub"]).strip():
+        raise unauthorized("the token is not valid: its subject (sub) is empty")
     principal = Principal(subject=str(claims["sub"]), scopes=scopes_of(claims))
     if len(_verified_tokens) >= _VERIFIED_TOKENS_MAX:
         _verified_tokens.clear()
-    _verified_tokens[(token, secret)] = (principal, float(claims["exp"]))
+    # Remembered until it expires (an absurdly far `exp` is remembered for a day at most).
+    expires = min(float(min(claims["exp"], 2**53)), time.time() + 24 * 3600)
+    _verified_tokens[cache_key] = (principal, expires)
     return principal
 
 
@@ -130,11 +166,14 @@ def authenticate(authorization: str | None, scope: str) -> Principal:
     """The caller of a request with this Authorization header, if it holds `scope`; else 401 or 403."""
     if not authorization:
         raise unauthorized("a bearer token is required (Authorization: Bearer <token>)", error=None)
+    if len(authorization) > MAX_AUTHORIZATION_LENGTH:
+        raise unauthorized(f"the Authorization header is longer than {MAX_AUTHORIZATION_LENGTH} bytes",
+                           error="invalid_request")
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise unauthorized("the Authorization header must be 'Bearer <token>'", error="invalid_request")
-    principal = _verified(token, jwt_secret())
+    principal = _verified(token, jwt_secret(), token_rules())
     if scope not in principal.scopes:
         raise ApiError(
             403,

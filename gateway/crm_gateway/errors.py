@@ -11,10 +11,14 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import amqp.exceptions
+import kombu.exceptions
+import psycopg2
 from marshmallow import ValidationError
 from werkzeug.wrappers import Response
 
 from crm_contracts.errors import ServiceError
+from crm_runtime.nameko.client import ServiceFailedError, ServiceUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -49,20 +53,28 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
 
-class ServiceUnavailableError(Exception):
-    """A service did not answer: it is not running, or it did not reply in time."""
+#: Seconds a client is asked to wait (Retry-After) when something the gateway needs is unavailable.
+RETRY_AFTER_SECONDS = 5
 
-    def __init__(self, service: str, reason: str) -> None:
-        super().__init__(f"the {service} service is unavailable: {reason}")
-        self.service = service
+#: What the message broker's transport raises while RabbitMQ is down or unreachable: kombu wraps most,
+#: py-amqp raises its own connection errors, and the socket layer raises OSError (refused, reset...).
+BROKER_ERRORS: tuple[type[BaseException], ...] = (
+    kombu.exceptions.OperationalError,
+    amqp.exceptions.ConnectionError,
+    ConnectionError,
+    OSError,
+)
+#: What psycopg2 raises while PostgreSQL (the idempotency store) is down or its connection is broken.
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (psycopg2.OperationalError, psycopg2.InterfaceError)
 
 
-class UpstreamError(Exception):
-    """A service answered with an unexpected error (a bug there, not bad input here)."""
-
-    def __init__(self, service: str) -> None:
-        super().__init__(f"the {service} service failed to handle the request")
-        self.service = service
+def unavailable_dependency(exc: BaseException) -> str | None:
+    """The name of the dependency whose unavailability `exc` reports (None: `exc` is something else)."""
+    if isinstance(exc, DATABASE_ERRORS):
+        return "the idempotency store (PostgreSQL)"
+    if isinstance(exc, kombu.exceptions.OperationalError | amqp.exceptions.ConnectionError | ConnectionError):
+        return "the message broker (RabbitMQ)"
+    return None
 
 
 def flatten_messages(messages: Any, prefix: str = "") -> Fields:
@@ -104,6 +116,11 @@ def error_response(
     return Response(body, status=status, headers=dict(headers or {}), mimetype="application/json")
 
 
+def unavailable(message: str) -> Response:
+    """503 with Retry-After: something the gateway needs is down; the same request may succeed later."""
+    return error_response(503, "service_unavailable", message, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
 def response_for(exc: BaseException) -> Response:
     """The HTTP answer to any exception raised while handling a request."""
     if isinstance(exc, ApiError):
@@ -120,8 +137,12 @@ def response_for(exc: BaseException) -> Response:
             status = 500
         return error_response(status, exc.code, exc.message, fields, details=details)
     if isinstance(exc, ServiceUnavailableError):
-        return error_response(503, "service_unavailable", str(exc), headers={"Retry-After": "5"})
-    if isinstance(exc, UpstreamError):
+        return unavailable(str(exc))
+    dependency = unavailable_dependency(exc)
+    if dependency is not None:
+        log.warning("%s is unavailable: %s: %s", dependency, type(exc).__name__, exc)
+        return unavailable(f"{dependency} is unavailable ({type(exc).__name__}); retry later")
+    if isinstance(exc, ServiceFailedError):
         return error_response(502, "upstream_error", str(exc))
     log.exception("unexpected error while handling a request", exc_info=exc)
     return error_response(500, "internal", "unexpected error; X-Correlation-Id finds it in the gateway's logs")

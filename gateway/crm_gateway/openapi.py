@@ -5,22 +5,29 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import fields
 
 from crm_contracts import customer as contracts
-from crm_contracts import customer360 as read_side
+from crm_contracts.fields import Money
+from crm_contracts.sales import PERCENT_PLACES, Percent
 from crm_contracts.vocabulary.customer import CONSENT_CHANNELS
 from crm_gateway import schemas
-from crm_gateway.auth import ADMIN, READ, WRITE
-from crm_gateway.errors import STATUS_BY_CODE
+from crm_gateway.auth import ADMIN, MAX_AUTHORIZATION_LENGTH, READ, WRITE
+from crm_gateway.errors import RETRY_AFTER_SECONDS, STATUS_BY_CODE
+from crm_gateway.idempotency import HEADER as IDEMPOTENCY_HEADER
+from crm_gateway.operation import Operation
+from crm_gateway.routes import campaigns, cases, customers, faqs, leads, loyalty, opportunities, orders
+from crm_gateway.web import CORRELATION_ID_PATTERN, DEFAULT_MAX_BODY_BYTES, IF_MATCH_PATTERN, MAX_JSON_DEPTH
 
 TITLE = "CRM gateway"
 VERSION = "1.0.0"
-_CUSTOMER_ID = "3f2b8c1e-5d4a-4f6b-9c7d-2e1a0b9c8d7e"
+
+#: The route modules, one per resource: each declares its OPERATIONS and its SCHEMAS beside its handlers.
+RESOURCES = (customers, campaigns, leads, opportunities, orders, cases, faqs, loyalty)
 
 COMPONENT_SCHEMAS: dict[str, Any] = {
     "RegisterCustomerRequest": contracts.RegisterCustomerRequest,
@@ -28,125 +35,70 @@ COMPONENT_SCHEMAS: dict[str, Any] = {
     "RecordConsentRequest": contracts.RecordConsentRequest,
     "SetCreditRatingRequest": contracts.SetCreditRatingRequest,
     "GradeCustomerRequest": contracts.GradeCustomerRequest,
-    "Customer": contracts.CustomerSchema,
-    "Customer360": read_side.Customer360Schema,
-    "SearchPage": read_side.SearchPageSchema,
-    "RebuildReport": read_side.RebuildReportSchema,
+    **{name: schema for module in RESOURCES for name, schema in module.SCHEMAS.items()},
     "Error": schemas.ErrorSchema,
 }
 
+OPERATIONS: tuple[Operation, ...] = tuple(op for module in RESOURCES for op in module.OPERATIONS)
+
+#: Idempotency-Key as the gateway accepts it (crm_gateway.idempotency checks the same).
+IDEMPOTENCY_KEY_PATTERN = "^[!-~]{1,255}$"
+
+#: An email or a phone (or both), neither of them null.
+REACHABLE = {"anyOf": [{"required": ["email"], "properties": {"email": {"type": "string"}}},
+                       {"required": ["phone"], "properties": {"phone": {"type": "string"}}}]}
+
+#: What a contract checks in a schema-level validator, stated for the document (apispec reads fields only).
+SCHEMA_RULES: dict[str, dict[str, Any]] = {
+    "ChangeProfileRequest": {"minProperties": 1},  # ChangeProfileRequest.not_empty
+    "RegisterCustomerRequest": REACHABLE,  # RegisterCustomerRequest.reachable
+    "CaptureLeadRequest": REACHABLE,  # CaptureLeadRequest.reachable
+    "SegmentRequest": {"minProperties": 1},  # PlanCampaignRequest.segment_not_empty
+}
+
 ERROR_DESCRIPTIONS = {
-    400: "malformed JSON or a malformed header",
-    401: "no bearer token, or a bad or expired one (see WWW-Authenticate)",
+    400: f"a malformed body (not UTF-8 JSON, or nested deeper than {MAX_JSON_DEPTH} levels) or a malformed "
+         "header (If-Match, Idempotency-Key)",
+    401: "no bearer token, or a bad or expired one (see WWW-Authenticate); an Authorization header over "
+         f"{MAX_AUTHORIZATION_LENGTH} bytes",
     403: "the token lacks the required scope",
-    404: "no such customer (ids are UUIDs)",
-    409: "a conflict (e.g. a taken email, naming the existing customer), a rule violation, or the same "
-         "Idempotency-Key still in progress",
+    404: "no such resource (ids are UUIDs), or none that the body names",
+    409: "a conflict (e.g. a taken email or phone, naming the existing customer), a rule violation (the "
+         "command is not allowed in the resource's current state), or the same Idempotency-Key still in progress",
     412: "If-Match names a version that is no longer current",
+    413: f"the body is larger than the gateway's limit (GATEWAY_MAX_BODY_BYTES, {DEFAULT_MAX_BODY_BYTES} bytes by "
+         "default)",
     415: "the body is not application/json",
     422: "invalid input: `fields` names each bad or unknown field; or an Idempotency-Key reused with another body",
     428: "If-Match is required",
     502: "the service failed",
-    503: "the service is unavailable (not running or not answering in time)",
+    503: "a service or a dependency (the message broker, the idempotency store) is unavailable: not running, "
+         f"unreachable or not answering in time; retry after Retry-After seconds ({RETRY_AFTER_SECONDS})",
 }
 
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}}
 
-@dataclass(frozen=True)
-class Operation:
-    """One endpoint as the document describes it."""
-
-    method: str
-    path: str
-    operation_id: str
-    summary: str
-    scope: str | None
-    ok_status: int
-    ok_schema: str | None
-    errors: tuple[int, ...]
-    example: str
-    body: str | None = None
-    body_example: dict[str, Any] | None = None
-    query: Any = None
-    if_match: str | None = None  # "required", "optional" or None
-    idempotent: bool = False
-    ok_headers: tuple[str, ...] = ()
-    path_params: tuple[str, ...] = field(default=())
-
-
-_WRITE_ERRORS = (400, 401, 403, 404, 409, 412, 415, 422, 503)
-
-OPERATIONS: tuple[Operation, ...] = (
-    Operation(
-        "post", "/v1/customers", "registerCustomer", "Register a customer", WRITE, 201, "Customer",
-        (400, 401, 403, 409, 415, 422, 503),
-        "POST /v1/customers\nIdempotency-Key: 7f1c0a52-reg-li-na\n\n"
-        '{"name": "Li Na", "email": "li.na@example.com", "phone": "+86 10 5555 0101", "source_channel": "web"}',
-        body="RegisterCustomerRequest",
-        body_example={"name": "Li Na", "email": "li.na@example.com", "phone": "+86 10 5555 0101",
-                      "source_channel": "web"},
-        idempotent=True, ok_headers=("ETag", "Location"),
-    ),
-    Operation(
-        "get", "/v1/customers/{customer_id}", "getCustomer", "Get a customer (its version is the ETag)", READ, 200,
-        "Customer", (401, 403, 404, 503), f"GET /v1/customers/{_CUSTOMER_ID}",
-        ok_headers=("ETag",), path_params=("customer_id",),
-    ),
-    Operation(
-        "patch", "/v1/customers/{customer_id}", "changeProfile", "Change profile fields (If-Match required)", WRITE,
-        200, "Customer", (*_WRITE_ERRORS, 428),
-        f'PATCH /v1/customers/{_CUSTOMER_ID}\nIf-Match: "1"\n\n'
-        '{"phone": "+86 10 5555 0199", "company": "Acme Group"}',
-        body="ChangeProfileRequest", body_example={"phone": "+86 10 5555 0199", "company": "Acme Group"},
-        if_match="required", idempotent=True, ok_headers=("ETag",), path_params=("customer_id",),
-    ),
-    Operation(
-        "put", "/v1/customers/{customer_id}/consents/{channel}", "recordConsent",
-        "Grant or withdraw consent on one channel", WRITE, 200, "Customer", _WRITE_ERRORS,
-        f'PUT /v1/customers/{_CUSTOMER_ID}/consents/email\n\n{{"granted": true, "source": "web form"}}',
-        body="RecordConsentRequest", body_example={"granted": True, "source": "web form"},
-        if_match="optional", idempotent=True, ok_headers=("ETag",), path_params=("customer_id", "channel"),
-    ),
-    Operation(
-        "put", "/v1/customers/{customer_id}/credit-rating", "setCreditRating", "Set the credit rating", WRITE, 200,
-        "Customer", _WRITE_ERRORS,
-        f'PUT /v1/customers/{_CUSTOMER_ID}/credit-rating\n\n'
-        '{"rating": "A", "limit": "50000.00", "reason": "annual review"}',
-        body="SetCreditRatingRequest", body_example={"rating": "A", "limit": "50000.00", "reason": "annual review"},
-        if_match="optional", idempotent=True, ok_headers=("ETag",), path_params=("customer_id",),
-    ),
-    Operation(
-        "put", "/v1/customers/{customer_id}/grade", "gradeCustomer", "Grade on value, structure and loyalty", WRITE,
-        200, "Customer", _WRITE_ERRORS,
-        f'PUT /v1/customers/{_CUSTOMER_ID}/grade\n\n{{"value": 5, "structure": 3, "loyalty": 4}}',
-        body="GradeCustomerRequest", body_example={"value": 5, "structure": 3, "loyalty": 4},
-        if_match="optional", idempotent=True, ok_headers=("ETag",), path_params=("customer_id",),
-    ),
-    Operation(
-        "get", "/v1/customers/{customer_id}/360", "getCustomer360", "The 360° view of a customer", READ, 200,
-        "Customer360", (401, 403, 404, 503), f"GET /v1/customers/{_CUSTOMER_ID}/360",
-        path_params=("customer_id",),
-    ),
-    Operation(
-        "get", "/v1/customers", "searchCustomers", "Search customers by name or email, a page at a time", READ, 200,
-        "SearchPage", (401, 403, 422, 503), "GET /v1/customers?q=li.na&page=1&page_size=20",
-        query=read_side.SearchQuery,
-    ),
-    Operation(
-        "post", "/v1/admin/rebuild-360", "rebuild360", "Rebuild the 360 view from every service's history", ADMIN,
-        200, "RebuildReport", (401, 403, 503), "POST /v1/admin/rebuild-360", idempotent=True,
-    ),
-)
 
 _HEADER_DOCS = {
-    "ETag": "the customer's version, quoted; send it back as If-Match",
-    "Location": "the new customer's URL",
+    "ETag": "the resource's aggregate version, quoted; send it back as If-Match (or If-None-Match)",
+    "Location": "the new resource's URL",
 }
+
+
+IF_MATCH_REQUIRED = ("Requires `If-Match` with the ETag you read: a person decides here on the state they saw, so "
+                     "a missing If-Match is 428 and a stale one 412 (GET it again, look, decide again).")
+IF_MATCH_OPTIONAL = ("Accepts `If-Match` (a stale one is 412) but does not require it: this only adds to the resource "
+                     "or carries its own id, so it cannot overwrite someone else's decision.")
 
 
 def _description(op: Operation) -> str:
     lines = [op.summary + ".", "", "Example request:", "", "```http", op.example, "```"]
     if op.scope:
         lines += ["", f"Requires the scope `{op.scope}`."]
+    if op.if_match:
+        lines += ["", IF_MATCH_REQUIRED if op.if_match == "required" else IF_MATCH_OPTIONAL]
+    if op.not_modified:
+        lines += ["", "Answers 304 (no body) when `If-None-Match` names the current ETag."]
     if op.idempotent:
         lines += ["", "Accepts `Idempotency-Key`: a replay returns the first answer (with `Idempotent-Replayed: "
                   "true`); the same key with another body is 422."]
@@ -163,18 +115,46 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
     if op.query is not None:
         # The marshmallow plugin expands a schema given as `in: query` into one parameter per field.
         params.append({"in": "query", "schema": op.query})
+    if op.not_modified:
+        params.append({"in": "header", "name": "If-None-Match", "required": False,
+                       "description": "the ETag you hold: 304 without a body while it is still current",
+                       "schema": {"type": "string"}})
     if op.if_match:
-        params.append({"in": "header", "name": "If-Match", "required": op.if_match == "required",
-                       "description": "the ETag you read; 412 when it is no longer current",
-                       "schema": {"type": "string"}, "example": '"1"'})
+        required = op.if_match == "required"
+        params.append({"in": "header", "name": "If-Match", "required": required,
+                       "description": ("required: " if required else "optional: ") + "the ETag you read (or `*`); "
+                                      "412 when it is no longer current, 400 when it is not one ETag this API gave "
+                                      "out" + ("; 428 when missing" if required else ""),
+                       "schema": {"type": "string", "pattern": IF_MATCH_PATTERN}, "example": '"1"'})
     if op.idempotent:
-        params.append({"in": "header", "name": "Idempotency-Key", "required": False,
-                       "description": "any unique string (e.g. a UUID) to make retries safe",
-                       "schema": {"type": "string", "maxLength": 255}})
+        params.append({"in": "header", "name": IDEMPOTENCY_HEADER, "required": False,
+                       "description": "1 to 255 visible ASCII characters (e.g. a UUID) to make retries safe; "
+                                      "anything else is 400",
+                       "schema": {"type": "string", "minLength": 1, "maxLength": 255,
+                                  "pattern": IDEMPOTENCY_KEY_PATTERN}})
     params.append({"in": "header", "name": "X-Correlation-Id", "required": False,
-                   "description": "carried into every service call, log line and event; generated when absent",
-                   "schema": {"type": "string", "maxLength": 128}})
+                   "description": "carried into every service call, log line and event. Any value is accepted: "
+                                  f"one matching {CORRELATION_ID_PATTERN} is used as sent, anything else (or none) "
+                                  "is replaced by a new id; the answer's X-Correlation-Id says which was used",
+                   "schema": {"type": "string"}})
     return params
+
+
+def _answer_schema(name: str) -> Any:
+    """A component by name; "Name[]" is a JSON array of them."""
+    if name.endswith("[]"):
+        return {"type": "array", "items": {"$ref": f"#/components/schemas/{name[:-2]}"}}
+    return name
+
+
+def _decimal_strings(converter: Any, field: fields.Field, **kwargs: Any) -> dict[str, Any]:
+    """Decimals carried as strings (rates, percentages, indexes) are documented as strings (an apispec
+    attribute function: bound to the plugin's converter)."""
+    if isinstance(field, Percent):
+        return {"type": "string", "format": "decimal", "pattern": rf"^[0-9]+(\.[0-9]{{1,{PERCENT_PLACES}}})?$"}
+    if isinstance(field, fields.Decimal) and not isinstance(field, Money) and field.as_string:
+        return {"type": "string", "format": "decimal"}
+    return {}
 
 
 def _operation(op: Operation) -> dict[str, Any]:
@@ -182,10 +162,15 @@ def _operation(op: Operation) -> dict[str, Any]:
     ok_headers["X-Correlation-Id"] = {"description": "this request's correlation id", "schema": {"type": "string"}}
     ok: dict[str, Any] = {"description": "OK" if op.ok_status == 200 else "Created", "headers": ok_headers}
     if op.ok_schema:
-        ok["content"] = {"application/json": {"schema": op.ok_schema}}
+        ok["content"] = {"application/json": {"schema": _answer_schema(op.ok_schema)}}
     responses: dict[str, Any] = {str(op.ok_status): ok}
+    if op.not_modified:
+        responses["304"] = {"description": "Not Modified: If-None-Match names the current version",
+                            "headers": {"ETag": {"description": _HEADER_DOCS["ETag"], "schema": {"type": "string"}}}}
     for status in op.errors:
         responses[str(status)] = {"$ref": f"#/components/responses/Error{status}"}
+    if op.body:
+        responses.setdefault("413", {"$ref": "#/components/responses/Error413"})
     operation: dict[str, Any] = {
         "operationId": op.operation_id,
         "summary": op.summary,
@@ -193,43 +178,66 @@ def _operation(op: Operation) -> dict[str, Any]:
         "parameters": _parameters(op),
         "responses": responses,
         "security": [{"bearer": [op.scope]}] if op.scope else [],
-        "tags": ["admin" if op.path.startswith("/v1/admin") else "customers"],
+        "tags": [op.tag],
     }
     if op.body:
         operation["requestBody"] = {
-            "required": True,
+            "required": not op.body_optional,
             "content": {"application/json": {"schema": op.body, "example": op.body_example}},
         }
     return operation
 
 
+def schema_name(schema: Any) -> str:
+    """The component name of a schema found nested in another: its class name less "Schema"; the 360
+    view's own summaries (its Case, Order, Lead...) are prefixed, so they never take a resource's name."""
+    cls = schema if isinstance(schema, type) else type(schema)
+    name = cls.__name__.removesuffix("Schema")
+    return f"Customer360{name}" if cls.__module__ == "crm_contracts.customer360" else name
+
+
 def build_spec() -> APISpec:
     """The gateway's OpenAPI document as an apispec object."""
+    marshmallow_plugin = MarshmallowPlugin(schema_name_resolver=schema_name)
     spec = APISpec(
         title=TITLE,
         version=VERSION,
         openapi_version="3.0.3",
-        plugins=[MarshmallowPlugin()],
+        plugins=[marshmallow_plugin],
         info={
-            "description": "The CRM platform's HTTP API. "
+            "description": "The CRM platform's HTTP API: customers, campaigns, leads, opportunities, orders, cases, "
+            "FAQ articles and loyalty accounts. Every answer that is one resource carries its aggregate version as "
+            "`ETag`; commands where a person decides on what they saw require `If-Match` (428 without, 412 when "
+            "stale), appends that only add accept it; each operation says which. Every creating call and command "
+            "accepts `Idempotency-Key`. Lists take `page` and `page_size` (at most 100) and answer `items`, "
+            "`page`, `page_size`, `total`; an unknown filter is 422. "
             'Errors are `{"error": {"code", "message", "fields"}}`; '
 
             "service error codes map to statuses as: "
             + ", ".join(f"{code} → {status}" for code, status in STATUS_BY_CODE.items())
-            + ". Get a development token with `make token`."
+            + f". Request bodies are UTF-8 JSON objects of at most {DEFAULT_MAX_BODY_BYTES} bytes (the gateway's "
+            f"GATEWAY_MAX_BODY_BYTES; 413 over it), nested at most {MAX_JSON_DEPTH} levels deep. "
+            "Single-line text refuses control characters (`pattern`); multi-line text allows TAB, LF and CR; "
+            "NUL and lone surrogates are refused everywhere, query strings included (422 naming the field). "
+            "Get a development token with `make token`."
         },
     )
+    # Money is a decimal string (its `pattern` says so); typed as one, its minimum is not read as a number.
+    marshmallow_plugin.map_to_openapi_type(Money, "string", "decimal")
+    marshmallow_plugin.converter.add_attribute_function(_decimal_strings)  # type: ignore[union-attr]
     spec.components.security_scheme(
         "bearer",
         {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
          "description": f"HS256 JWT; scopes in the `scope` claim: {READ}, {WRITE}, {ADMIN}"},
     )
     for name, schema in COMPONENT_SCHEMAS.items():
-        spec.components.schema(name, schema=schema)
+        if name not in spec.components.schemas:  # not already registered as a nested part of another
+            spec.components.schema(name, component=SCHEMA_RULES.get(name), schema=schema)
     for status, description in ERROR_DESCRIPTIONS.items():
-        spec.components.response(
-            f"Error{status}", {"description": description, "content": {"application/json": {"schema": "Error"}}}
-        )
+        response: dict[str, Any] = {"description": description, "content": {"application/json": {"schema": "Error"}}}
+        if status == 503:
+            response["headers"] = _RETRY_AFTER
+        spec.components.response(f"Error{status}", response)
     by_path: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
         by_path.setdefault(op.path, {})[op.method] = _operation(op)

@@ -1,5 +1,12 @@
 """The HTTP edge written once: the `endpoint` wrapper (correlation id, auth, error mapping, access log),
-loading bodies and queries through contract schemas, ETag/If-Match, and RPC proxies with a deadline."""
+loading bodies and queries through contract schemas, ETag/If-Match, and RPC proxies with a deadline.
+
+Hostile bodies are answered before any parsing can hurt: a body over GATEWAY_MAX_BODY_BYTES (default
+64 KiB) is 413, whether its Content-Length says so or a chunked body grows past it while read; a body
+that is not UTF-8 JSON (bad syntax, NaN/Infinity, an integer too long to convert, nesting too deep for
+the parser) is 400; valid JSON nested deeper than MAX_JSON_DEPTH levels is 400 too. Query strings are
+decoded strictly: bytes that are not UTF-8 reach the contract as lone surrogates, which it refuses (422).
+"""
 
 from __future__ import annotations
 
@@ -11,25 +18,25 @@ import time
 import uuid
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
-import eventlet
 from marshmallow import Schema
-from nameko.exceptions import IncorrectSignature, MethodNotFound, RemoteError, UnknownService
 from nameko.extensions import DependencyProvider
-from nameko.rpc import RpcProxy
 from werkzeug.wrappers import Request, Response
 
 from crm_contracts.fields import schema_of
 from crm_gateway.auth import Principal, authenticate
-from crm_gateway.errors import ApiError, ServiceUnavailableError, UpstreamError, response_for
+from crm_gateway.errors import ApiError, response_for
 from crm_runtime import config
 from crm_runtime.eventstore import CommandMetadata, use_metadata
 
 access_log = logging.getLogger("crm_gateway.access")
 
 CORRELATION_HEADER = "X-Correlation-Id"
-#: What a caller may send as its correlation id; anything else is replaced (it lands in logs and events).
-_CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+#: What a caller's correlation id is used as sent; anything else is replaced by a new id (it lands in
+#: logs and events), as the OpenAPI document says: the header itself never makes a request fail.
+CORRELATION_ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"
+_CORRELATION_ID = re.compile(CORRELATION_ID_PATTERN[1:-1])
 _CORRELATION_KEY = "crm.correlation_id"
 _PRINCIPAL_KEY = "crm.principal"
 
@@ -43,7 +50,7 @@ def correlation_id_of(request: Request) -> str:
     found = request.environ.get(_CORRELATION_KEY)
     if found is None:
         given = request.headers.get(CORRELATION_HEADER, "")
-        found = given if _CORRELATION_ID.match(given) else str(uuid.uuid4())
+        found = given if _CORRELATION_ID.fullmatch(given) else str(uuid.uuid4())
         request.environ[_CORRELATION_KEY] = found
     return found
 
@@ -126,19 +133,102 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
     return Response(json.dumps(body, default=str), status=status, headers=headers, mimetype="application/json")
 
 
+#: The largest request body accepted, in bytes (env GATEWAY_MAX_BODY_BYTES); larger is 413.
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+#: The deepest nesting of objects and arrays accepted in a body (the top-level object is depth 1).
+MAX_JSON_DEPTH = 32
+_READ_CHUNK = 16 * 1024
+
+
+def max_body_bytes() -> int:
+    """The body size limit in force (GATEWAY_MAX_BODY_BYTES, default 64 KiB)."""
+    return int(config.setting("GATEWAY_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES)))
+
+
+def body_too_large(limit: int) -> ApiError:
+    return ApiError(413, "body_too_large", f"the body is larger than {limit} bytes",
+                    {"_body": [f"must be at most {limit} bytes"]})
+
+
+def read_body(request: Request) -> bytes:
+    """The raw body, at most `max_body_bytes()`: 413 when Content-Length says more, or when a chunked
+    body (no Content-Length) grows past it while it is read. Never reads more than limit + 1 bytes."""
+    limit = max_body_bytes()
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise body_too_large(limit)
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if declared is None and not chunked:
+        return b""
+    # werkzeug's `stream` stops at Content-Length; a chunked body has none, so its raw input (which the
+    # WSGI server ends at the last chunk) is read here with the limit enforced as it goes.
+    stream = request.input_stream if declared is None else request.stream
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        part = stream.read(min(_READ_CHUNK, limit + 1 - size))
+        if not part:
+            return b"".join(parts)
+        parts.append(part)
+        size += len(part)
+        if size > limit:
+            raise body_too_large(limit)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(raw: bytes) -> Any:
+    """A body as JSON: UTF-8 only, standard JSON only, at most MAX_JSON_DEPTH deep; 400 naming the problem."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise malformed(f"the body is not UTF-8: {exc.reason} at byte {exc.start}") from None
+    try:
+        data = json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise malformed(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise malformed(f"the body is nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as exc:  # an integer too long to convert (int max str digits), NaN, Infinity
+        raise malformed(f"the body is not valid JSON: {exc}") from None
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise malformed(f"the body is nested deeper than {MAX_JSON_DEPTH} levels")
+    return data
+
+
+def malformed(message: str) -> ApiError:
+    return ApiError(400, "malformed_json", message, {"_body": [message]})
+
+
+def json_depth(data: Any) -> int:
+    """How deeply objects and arrays nest in `data` (a scalar is 0), without recursion."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        deepest = max(deepest, depth)
+        pending.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def load_body(request: Request, schema: type[Schema]) -> dict[str, Any]:
     """The request's JSON body, checked by `schema`; returned as sent (JSON types) for the service to load.
 
-    415 when it is not JSON, 400 when it does not parse, 422 naming each bad or unknown field.
+    415 when it is not JSON, 413 when it is too large, 400 when it does not parse (or nests too deep),
+    422 naming each bad or unknown field.
     """
     if not (request.mimetype == "application/json" or request.mimetype.endswith("+json")):
         raise ApiError(415, "unsupported_media_type", "send the body as JSON (Content-Type: application/json)",
                        {"Content-Type": ["must be application/json"]})
-    raw = request.get_data(cache=True)
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+    data = parse_json(read_body(request))
     if not isinstance(data, dict):
         raise ApiError(422, "invalid", "the body must be a JSON object", {"_schema": ["must be a JSON object"]})
     # Validation only: the service loads the same contract again, from JSON types the wire can carry.
@@ -146,9 +236,28 @@ def load_body(request: Request, schema: type[Schema]) -> dict[str, Any]:
     return data
 
 
+def load_optional_body(request: Request, schema: type[Schema]) -> dict[str, Any]:
+    """Like `load_body`, but a request without a body (no Content-Length or 0, not chunked) is `{}`."""
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if not request.content_length and not chunked:
+        schema_of(schema).load({})
+        return {}
+    return load_body(request, schema)
+
+
+def query_parameters(request: Request) -> dict[str, str]:
+    """The query string as name -> first value. Percent-decoded strictly: bytes that are not UTF-8 become
+    lone surrogates (never U+FFFD), so the contract refuses them and names the parameter."""
+    raw = request.query_string.decode("latin-1")
+    parameters: dict[str, str] = {}
+    for name, value in parse_qsl(raw, keep_blank_values=True, encoding="utf-8", errors="surrogateescape"):
+        parameters.setdefault(name, value)
+    return parameters
+
+
 def load_query(request: Request, schema: type[Schema]) -> dict[str, Any]:
     """The query string, loaded through `schema` (422 naming each bad or unknown parameter)."""
-    return schema_of(schema).load(request.args.to_dict())  # type: ignore[no-any-return]
+    return schema_of(schema).load(query_parameters(request))  # type: ignore[no-any-return]
 
 
 def uuid_path(value: str, what: str = "customer") -> str:
@@ -166,69 +275,28 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
+#: What If-Match may hold, as the OpenAPI document states it: `*` or one ETag this API gave out, with
+#: optional surrounding spaces or tabs (HTTP's optional whitespace).
+IF_MATCH_PATTERN = r'^[ \t]*(\*|(W/)?"?[0-9]{1,18}"?)[ \t]*$'
+_IF_MATCH = re.compile(r'[ \t]*(?:\*|(?:W/)?"?([0-9]{1,18})"?)[ \t]*')
+
+
 def if_match_version(request: Request, required: bool) -> int | None:
     """The version the caller's If-Match names (None for `*` or, when optional, no header).
 
-    428 when required and missing; 400 when it is not one ETag this API gave out.
+    428 when required and missing; 400 when present but not one ETag this API gave out (blank included).
     """
     value = request.headers.get("If-Match")
-    if value is None or not value.strip():
+    if value is None:
         if required:
             raise ApiError(428, "precondition_required",
                            "send If-Match with the ETag of the version you changed (GET it first)",
                            {"If-Match": ["is required"]})
         return None
-    value = value.strip()
-    if value == "*":
-        return None
-    match = re.fullmatch(r'(?:W/)?"?(\d{1,18})"?', value)
+    match = _IF_MATCH.fullmatch(value)
     if match is None:
-        raise ApiError(400, "bad_request", f"If-Match must be one ETag this API gave out, like \"3\", not {value}",
-                       {"If-Match": ["must be one ETag, like \"3\""]})
-    return int(match.group(1))
+        shown = value.strip(" \t")
+        raise ApiError(400, "bad_request", f"If-Match must be one ETag this API gave out, like \"3\", not {shown!r}",
+                       {"If-Match": ["must be one ETag, like \"3\", or *"]})
+    return int(match.group(1)) if match.group(1) is not None else None
 
-
-# --- RPC with a deadline ----------------------------------------------------------------------------
-
-class DeadlineServiceProxy:
-    """A nameko service proxy whose calls end after `timeout` seconds with ServiceUnavailableError.
-
-    nameko 2's RpcProxy waits for a reply forever when the service's queue exists but nobody consumes it.
-    """
-
-    def __init__(self, proxy: Any, service: str, timeout: float) -> None:
-        self._proxy = proxy
-        self._service = service
-        self._timeout = timeout
-
-    def __getattr__(self, method: str) -> Callable[..., Any]:
-        return functools.partial(self._call, getattr(self._proxy, method))
-
-    def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        deadline = eventlet.Timeout(self._timeout)
-        try:
-            return method(*args, **kwargs)
-        except eventlet.Timeout as exc:
-            if exc is not deadline:
-                raise
-            raise ServiceUnavailableError(self._service, f"no answer within {self._timeout:g} s") from None
-        except UnknownService:
-            raise ServiceUnavailableError(self._service, "it is not running") from None
-        except (RemoteError, MethodNotFound, IncorrectSignature):
-            raise UpstreamError(self._service) from None
-        finally:
-            deadline.cancel()
-
-
-class DeadlineRpcProxy(RpcProxy):
-    """RpcProxy to `target_service` whose calls time out (seconds from env `timeout_setting`)."""
-
-    def __init__(self, target_service: str, timeout_setting: str = "GATEWAY_RPC_TIMEOUT", default: float = 10.0,
-                 **options: Any) -> None:
-        super().__init__(target_service, **options)
-        self.timeout_setting = timeout_setting
-        self.default_timeout = default
-
-    def get_dependency(self, worker_ctx: Any) -> DeadlineServiceProxy:
-        timeout = float(config.setting(self.timeout_setting, str(self.default_timeout)))
-        return DeadlineServiceProxy(super().get_dependency(worker_ctx), self.target_service, timeout)

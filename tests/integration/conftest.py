@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -110,3 +111,75 @@ def read_schema(test_database):
     with conn, conn.cursor() as cur:
         cur.execute(f"DROP SCHEMA {schema} CASCADE")
     conn.close()
+
+
+class EnvelopeFactory:
+    """Envelopes written by hand, each origin's positions and `previous` chained as a relay would."""
+
+    def __init__(self) -> None:
+        self.positions: dict[str, int] = {}
+
+    def next(self, origin: str, type: str, customer_id: str | None, payload: dict[str, Any],
+             occurred_at: str = "2026-01-05T10:00:00+00:00") -> dict[str, Any]:
+        previous = self.positions.get(origin, 0)
+        self.positions[origin] = previous + 1
+        return {
+            "event_id": str(uuid.uuid4()), "type": type, "version": 1, "origin": origin,
+            "position": previous + 1, "previous": previous, "occurred_at": occurred_at,
+            "customer_id": customer_id, "correlation_id": None, "causation_id": None, "payload": payload,
+        }
+
+    def registered(self, customer_id: str, name: str = "Li Na") -> dict[str, Any]:
+        return self.next("customer", "customer_registered", customer_id, {
+            "name": name, "email": "li.na@example.com", "phone": None, "company": None, "source_channel": "web"})
+
+    def renamed(self, customer_id: str, name: str) -> dict[str, Any]:
+        return self.next("customer", "customer_profile_changed", customer_id, {"changes": {"name": name}})
+
+    def order_paid(self, customer_id: str) -> dict[str, Any]:
+        return self.next("order", "order_paid", customer_id, {"order_id": str(uuid.uuid4())})
+
+
+@pytest.fixture
+def envelopes() -> EnvelopeFactory:
+    """A factory of hand-written envelopes (no origin service needed)."""
+    return EnvelopeFactory()
+
+
+@pytest.fixture
+def disposable_read_schema(test_database: dict[str, str]) -> Iterator[str]:
+    """Like `read_schema`, but holding no connection open during the test: for tests that terminate
+    every backend of the test database (a database restart as a client sees it)."""
+    schema = f"rm_{uuid.uuid4().hex[:10]}"
+    conn = psycopg2.connect(dsn(test_database))
+    with conn, conn.cursor() as cur:
+        cur.execute(f"CREATE SCHEMA {schema}")
+        cur.execute(f"SET LOCAL search_path TO {schema}")
+        readmodel.create_tables(cur)
+    conn.close()
+    yield schema
+    conn = psycopg2.connect(dsn(test_database))
+    with conn, conn.cursor() as cur:
+        cur.execute(f"DROP SCHEMA {schema} CASCADE")
+    conn.close()
+
+
+def terminate_other_backends(env: dict[str, str]) -> int:
+    """Cut every other connection to the test database, as a PostgreSQL restart would, and wait until
+    they are gone; returns how many were cut."""
+    conn = psycopg2.connect(dsn(env))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            cut = int(cur.fetchone()[0])
+            for _ in range(100):  # pg_terminate_backend only signals; the backends exit soon after
+                cur.execute("SELECT count(*) FROM pg_stat_activity "
+                            "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                if cur.fetchone()[0] == 0:
+                    break
+                time.sleep(0.05)
+        return cut
+    finally:
+        conn.close()

@@ -107,7 +107,7 @@ def test_a_failing_handler_reports_the_events_and_other_origins_still_apply(
     inbox = Inbox(dsn(test_database, read_schema), readmodel.apply_batch, feed_of)
     outcome = inbox.receive(good + [poison])
     assert outcome.applied == 1
-    assert [e["origin"] for e, _ in outcome.failed] == ["order"]
+    assert [failure.envelope["origin"] for failure in outcome.failed] == ["order"]
     assert "order" not in inbox.positions() or inbox.positions()["order"] == 0
 
 

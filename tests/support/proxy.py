@@ -4,6 +4,8 @@ without touching the shared servers behind it."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 
 
@@ -41,6 +43,7 @@ class OutageProxy:
             except OSError:
                 client.close()
                 continue
+            upstream.settimeout(None)  # the 5 s were for connecting: an idle connection stays open
             with self._lock:
                 self._sockets.update((client, upstream))
             threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
@@ -80,3 +83,68 @@ class OutageProxy:
         self._closed = True
         self.cut()
         socket.create_connection(("127.0.0.1", self.port), timeout=5).close()  # wakes accept() to exit
+
+
+class OutageProxyProcess:
+    """An OutageProxy in a plain-Python process of its own, for a whole platform's traffic: there it
+    forwards with real threads and never competes with the test process (eventlet, a load generator)
+    for its core. Controlled over stdin/stdout; it exits when its stdin closes (the test died)."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, target_host, str(target_port)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        assert self.process.stdout is not None
+        self.port = int(self.process.stdout.readline())
+
+    def _ask(self, command: str) -> None:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        answer = self.process.stdout.readline().strip()
+        if answer != "ok":
+            raise RuntimeError(f"the proxy did not {command}: {answer!r}")
+
+    def cut(self) -> None:
+        """The outage: every open connection dies, new ones are refused."""
+        self._ask("cut")
+
+    def restore(self) -> None:
+        self._ask("restore")
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            try:
+                self._ask("close")
+            except (OSError, RuntimeError):
+                pass
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def serve(target_host: str, target_port: int) -> None:
+    """The proxy process: print the port, then obey `cut`, `restore`, `close` read from stdin."""
+    proxy = OutageProxy(target_host, target_port)
+    print(proxy.port, flush=True)
+    for line in sys.stdin:
+        command = line.strip()
+        if command == "cut":
+            proxy.cut()
+        elif command == "restore":
+            proxy.restore()
+        elif command == "close":
+            print("ok", flush=True)
+            break
+        else:
+            print(f"unknown command {command}", flush=True)
+            continue
+        print("ok", flush=True)
+    proxy.close()
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1], int(sys.argv[2]))

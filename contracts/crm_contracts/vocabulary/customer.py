@@ -8,3 +8,5 @@ CREDIT_RATINGS = ("AAA", "AA", "A", "BBB", "BB", "B", "C", "D")
 #: Customer grades, most valuable first (DOMAIN.md: key, ordinary and seed customers).
 CUSTOMER_GRADES = ("key", "ordinary", "seed")
 PROFILE_FIELDS = ("name", "email", "phone", "company")
+#: Which of a customer's addresses: where invoices go, or where goods go (order ships to "shipping").
+ADDRESS_KINDS = ("billing", "shipping")

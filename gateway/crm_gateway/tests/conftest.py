@@ -2,19 +2,28 @@
 requests routed by the service's own `@http` rules.
 
 Real: routing rules, auth (JWTs signed with a test secret), schemas, error mapping, and, where a test
-asks for `idempotency_store`, PostgreSQL. Replaced: the RPC proxies to customer and customer360 are
-mocks, so no broker is needed and each test says what the service answers.
+asks for `idempotency_store`, PostgreSQL. Replaced: the clients of every service (customer, customer360,
+marketing, sales, order, service, loyalty) are mocks, so no broker is needed and each test says what the
+service answers.
+
+Integration tests (marked) use `running_gateway` instead: the gateway and the services it needs as real
+nameko containers in this process, over a RabbitMQ virtual host of this session's and PostgreSQL.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 from collections.abc import Iterator
 from typing import Any
 from unittest.mock import MagicMock
 
+import eventlet
 import psycopg2
 import pytest
+import requests
+from nameko.containers import ServiceContainer
 from nameko.testing.services import worker_factory
 from werkzeug.routing import Map, Rule
 from werkzeug.test import EnvironBuilder
@@ -23,6 +32,7 @@ from werkzeug.wrappers import Request, Response
 from crm_gateway.auth import ADMIN, READ, WRITE, issue_token
 from crm_gateway.idempotency import IdempotencyStore, create_tables
 from crm_gateway.service import GatewayService
+from crm_runtime.migrate import migrate
 from tests.support.databases import dsn
 
 SECRET = "test-secret-for-the-gateway-unit-tests-" + "0123456789" * 3
@@ -86,6 +96,9 @@ class Api:
     def put(self, path: str, json_body: Any = None, **kwargs: Any) -> Response:
         return self.request("PUT", path, json_body, **kwargs)
 
+    def call(self, method: str, path: str, json_body: Any = None, **kwargs: Any) -> Response:
+        return self.request(method.upper(), path, json_body, **kwargs)
+
 
 def body(response: Response) -> Any:
     """The JSON body of a response."""
@@ -115,19 +128,53 @@ def customer360() -> MagicMock:
 
 
 @pytest.fixture
+def marketing() -> MagicMock:
+    """The marketing service's client."""
+    return MagicMock(name="marketing")
+
+
+@pytest.fixture
+def sales() -> MagicMock:
+    """The sales service's client."""
+    return MagicMock(name="sales")
+
+
+@pytest.fixture
+def order() -> MagicMock:
+    """The order service's client."""
+    return MagicMock(name="order")
+
+
+@pytest.fixture
+def service() -> MagicMock:
+    """The service (after-sales) service's client."""
+    return MagicMock(name="service")
+
+
+@pytest.fixture
+def loyalty() -> MagicMock:
+    """The loyalty service's client."""
+    return MagicMock(name="loyalty")
+
+
+@pytest.fixture
+def clients(customer: MagicMock, customer360: MagicMock, marketing: MagicMock, sales: MagicMock, order: MagicMock,
+            service: MagicMock, loyalty: MagicMock) -> dict[str, MagicMock]:
+    """Every service client of the gateway, by its attribute name."""
+    return {"customer": customer, "customer360": customer360, "customer360_admin": customer360,
+            "marketing": marketing, "sales": sales, "order": order, "service": service, "loyalty": loyalty}
+
+
+@pytest.fixture
 def unused_store() -> IdempotencyStore:
     """A store that never connects: requests without Idempotency-Key never touch it."""
     return IdempotencyStore("dbname=no_database_here host=/nonexistent")
 
 
 @pytest.fixture
-def api(customer: MagicMock, customer360: MagicMock, unused_store: IdempotencyStore) -> Api:
+def api(clients: dict[str, MagicMock], unused_store: IdempotencyStore) -> Api:
     """The gateway with mocked services and no database."""
-    worker = worker_factory(
-        GatewayService, customer=customer, customer360=customer360, customer360_admin=customer360,
-        idempotency=unused_store,
-    )
-    return Api(worker)
+    return Api(worker_factory(GatewayService, **clients, idempotency=unused_store))
 
 
 @pytest.fixture
@@ -143,10 +190,56 @@ def idempotency_store(test_database: dict[str, str], postgres_schema: str) -> It
 
 
 @pytest.fixture
-def idempotent_api(customer: MagicMock, customer360: MagicMock, idempotency_store: IdempotencyStore) -> Api:
+def idempotent_api(clients: dict[str, MagicMock], idempotency_store: IdempotencyStore) -> Api:
     """The gateway with mocked services and real idempotency keys in PostgreSQL."""
-    worker = worker_factory(
-        GatewayService, customer=customer, customer360=customer360, customer360_admin=customer360,
-        idempotency=idempotency_store,
+    return Api(worker_factory(GatewayService, **clients, idempotency=idempotency_store))
+
+
+# --- integration: real containers -------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def nameko_config(amqp_vhost: str) -> dict[str, Any]:
+    return {"AMQP_URI": amqp_vhost, "serializer": "json"}
+
+
+@contextlib.contextmanager
+def running_gateway(
+    test_database: dict[str, str], nameko_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+    services: list[type[Any]],
+) -> Iterator[str]:
+    """The URL of a running gateway with `services` running behind it (each migrated first)."""
+    for name, value in test_database.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AMQP_URI", nameko_config["AMQP_URI"])
+    monkeypatch.setenv("RELAY_ENABLED", "false")  # nothing here needs the events published
+    monkeypatch.setenv("GATEWAY_RPC_TIMEOUT", "5")
+    migrate([*(service.name for service in services), "gateway"])
+    gateway_port = free_port()
+    containers = [
+        ServiceContainer(cls, {**nameko_config, "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}"})
+        for cls in services
+    ]
+    containers.append(
+        ServiceContainer(GatewayService, {**nameko_config, "WEB_SERVER_ADDRESS": f"127.0.0.1:{gateway_port}"})
     )
-    return Api(worker)
+    for container in containers:
+        container.start()
+    try:
+        yield f"http://127.0.0.1:{gateway_port}"
+    finally:
+        # Each container takes seconds to stop its AMQP consumers; stopping them side by side saves that.
+        for stopping in [eventlet.spawn(container.stop) for container in containers]:
+            stopping.wait()
+
+
+@pytest.fixture
+def http() -> Iterator[requests.Session]:
+    """An HTTP client; closed before the containers stop (an open keep-alive connection delays their stop)."""
+    with requests.Session() as session:
+        yield session

@@ -11,7 +11,7 @@ from nameko.exceptions import RemoteError, UnknownService
 from crm_contracts.errors import ServiceError
 from crm_gateway.errors import STATUS_BY_CODE, ServiceUnavailableError, flatten_messages
 from crm_gateway.tests.conftest import CUSTOMER_ID, body
-from crm_gateway.web import DeadlineServiceProxy
+from crm_runtime.nameko.client import ServiceCall, ServiceFailedError
 
 CUSTOMER = f"/v1/customers/{CUSTOMER_ID}"
 
@@ -84,7 +84,7 @@ class SlowProxy:
 
 
 def test_a_call_that_gets_no_answer_ends_at_the_deadline():
-    proxy = DeadlineServiceProxy(SlowProxy(), "customer", timeout=0.05)
+    proxy = ServiceCall("customer", 0.05, {}, None, SlowProxy())
     with pytest.raises(ServiceUnavailableError, match="customer service is unavailable: no answer within 0.05 s"):
         proxy.get(CUSTOMER_ID)
 
@@ -93,22 +93,99 @@ def test_a_call_to_a_service_that_is_not_running_is_unavailable():
     inner = MagicMock()
     inner.get.side_effect = UnknownService("customer")
     with pytest.raises(ServiceUnavailableError, match="not running"):
-        DeadlineServiceProxy(inner, "customer", timeout=1).get(CUSTOMER_ID)
+        ServiceCall("customer", 1, {}, None, inner).get(CUSTOMER_ID)
 
 
 def test_a_crash_in_the_service_is_502(api, customer):
-    from crm_gateway.errors import UpstreamError
-
     inner = MagicMock()
     inner.get.side_effect = RemoteError("KeyError", "boom")
-    with pytest.raises(UpstreamError):
-        DeadlineServiceProxy(inner, "customer", timeout=1).get(CUSTOMER_ID)
-    customer.get.side_effect = UpstreamError("customer")
+    with pytest.raises(ServiceFailedError):
+        ServiceCall("customer", 1, {}, None, inner).get(CUSTOMER_ID)
+    customer.get.side_effect = ServiceFailedError("customer")
     assert api.get(CUSTOMER).status_code == 502
 
 
-def test_service_errors_pass_through_the_deadline_proxy_unchanged():
+def test_service_errors_pass_through_the_client_unchanged():
     inner = MagicMock()
     inner.get.side_effect = ServiceError("not_found", "no")
     with pytest.raises(ServiceError):
-        DeadlineServiceProxy(inner, "customer", timeout=1).get(CUSTOMER_ID)
+        ServiceCall("customer", 1, {}, None, inner).get(CUSTOMER_ID)
+
+
+# --- a dependency that is down is 503 with Retry-After, never 500 ------------------------------------
+
+def _broker_errors():
+    import amqp.exceptions
+    import kombu.exceptions
+
+    return [
+        pytest.param(kombu.exceptions.OperationalError("[Errno 111] Connection refused"), id="kombu-operational"),
+        pytest.param(amqp.exceptions.RecoverableConnectionError("connection already closed"), id="amqp-recoverable"),
+        pytest.param(amqp.exceptions.ConnectionForced("broker shutdown"), id="amqp-connection-forced"),
+        pytest.param(ConnectionRefusedError(111, "Connection refused"), id="socket-refused"),
+        pytest.param(ConnectionResetError(104, "Connection reset by peer"), id="socket-reset"),
+        pytest.param(BrokenPipeError(32, "Broken pipe"), id="socket-broken-pipe"),
+        pytest.param(TimeoutError("timed out"), id="socket-timeout"),
+        pytest.param(OSError(113, "No route to host"), id="os-error"),
+    ]
+
+
+@pytest.mark.parametrize("error", _broker_errors())
+def test_a_broker_that_is_down_makes_the_call_unavailable(error):
+    inner = MagicMock()
+    inner.register.side_effect = error
+    with pytest.raises(ServiceUnavailableError, match="message broker"):
+        ServiceCall("customer", 1, {}, None, inner).register({}, "c-1")
+
+
+@pytest.mark.parametrize("error", _broker_errors())
+def test_a_broker_that_is_down_is_503_with_retry_after(api, customer, error):
+    customer.register.side_effect = ServiceCall("customer", 1, {}, None,
+                                                MagicMock(register=MagicMock(side_effect=error))).register
+    response = api.post("/v1/customers", {"name": "Li Na", "email": "li.na@example.com"})
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    error_body = body(response)["error"]
+    assert error_body["code"] == "service_unavailable" and "message broker (RabbitMQ)" in error_body["message"]
+
+
+@pytest.mark.parametrize(
+    ("error", "dependency"),
+    [
+        pytest.param(__import__("kombu").exceptions.OperationalError("refused"), "message broker", id="kombu"),
+        pytest.param(__import__("amqp").exceptions.ConnectionForced("shutdown"), "message broker", id="amqp"),
+        pytest.param(ConnectionRefusedError(111, "refused"), "message broker", id="socket"),
+        pytest.param(__import__("psycopg2").OperationalError("server closed the connection"), "idempotency store",
+                     id="psycopg2-operational"),
+        pytest.param(__import__("psycopg2").InterfaceError("connection already closed"), "idempotency store",
+                     id="psycopg2-interface"),
+    ],
+)
+def test_an_unavailable_dependency_raised_anywhere_is_503_naming_it(api, customer, error, dependency):
+    """Not only through the RPC proxy: the idempotency store's psycopg2 errors, or a transport error raised
+    outside a proxy call, are answered the same way by the one error table."""
+    customer.get.side_effect = error
+    response = api.get(CUSTOMER)
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert dependency in body(response)["error"]["message"]
+
+
+def test_an_idempotency_store_that_is_down_is_503(api, customer, monkeypatch):
+    import psycopg2
+
+    from crm_gateway.idempotency import IdempotencyStore
+
+    def down(*args, **kwargs):
+        raise psycopg2.OperationalError("could not connect to server: Connection refused")
+
+    monkeypatch.setattr(IdempotencyStore, "claim", down)
+    response = api.post("/v1/customers", {"name": "Li Na", "email": "li.na@example.com"},
+                        headers={"Idempotency-Key": "k-1"})
+    assert response.status_code == 503 and "idempotency store (PostgreSQL)" in body(response)["error"]["message"]
+    customer.register.assert_not_called()
+
+
+def test_a_plain_os_error_outside_a_call_is_still_a_bug():
+    """Only errors the broker's or the store's client raise are 'unavailable'; anything else stays a 500."""
+    from crm_gateway.errors import response_for
+
+    assert response_for(FileNotFoundError(2, "No such file")).status_code == 500

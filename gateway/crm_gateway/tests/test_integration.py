@@ -4,63 +4,25 @@ customer360 is deliberately not started: its endpoints must answer 503, not hang
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 
-import eventlet
 import pytest
 import requests
-from nameko.containers import ServiceContainer
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from crm_customer.service import CustomerService
 from crm_gateway.auth import READ, WRITE, issue_token
-from crm_gateway.service import GatewayService
-from crm_gateway.tests.conftest import SECRET
-from crm_runtime.migrate import migrate
+from crm_gateway.tests.conftest import SECRET, running_gateway
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def nameko_config(amqp_vhost: str) -> dict:
-    return {"AMQP_URI": amqp_vhost, "serializer": "json"}
 
 
 @pytest.fixture
 def gateway_url(test_database, nameko_config, monkeypatch) -> Iterator[str]:
     """The URL of a running gateway, with a running customer service behind it."""
-    for name, value in test_database.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AMQP_URI", nameko_config["AMQP_URI"])
-    monkeypatch.setenv("RELAY_ENABLED", "false")  # nothing here consumes events
-    monkeypatch.setenv("GATEWAY_RPC_TIMEOUT", "5")
-    migrate(["customer", "gateway"])
-    gateway_port = free_port()
-    containers = [
-        ServiceContainer(CustomerService, {**nameko_config, "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}"}),
-        ServiceContainer(GatewayService, {**nameko_config, "WEB_SERVER_ADDRESS": f"127.0.0.1:{gateway_port}"}),
-    ]
-    for container in containers:
-        container.start()
-    yield f"http://127.0.0.1:{gateway_port}"
-    # Each container takes seconds to stop its AMQP consumers; stopping them side by side saves that.
-    for stopping in [eventlet.spawn(container.stop) for container in containers]:
-        stopping.wait()
-
-
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    """An HTTP client; closed before the containers stop (an open keep-alive connection delays their stop)."""
-    with requests.Session() as session:
-        yield session
+    with running_gateway(test_database, nameko_config, monkeypatch, [CustomerService]) as url:
+        yield url
 
 
 def test_register_read_and_change_a_customer_over_http(gateway_url, nameko_config, http):
@@ -108,3 +70,27 @@ def test_register_read_and_change_a_customer_over_http(gateway_url, nameko_confi
         envelopes = rpc.customer.events_since(0, 5000)
     registered = [e for e in envelopes if e["customer_id"] == customer_id and e["type"] == "customer_registered"]
     assert [e["correlation_id"] for e in registered] == [correlation_id]
+
+
+def test_hostile_input_over_real_http_is_answered_at_the_edge(gateway_url, http):
+    """Through eventlet's real WSGI server: a chunked body is read (not taken as empty) and capped while
+    it streams; Content-Length over the limit, NUL and bytes that are not UTF-8 in a query are refused."""
+    http.headers["Authorization"] = "Bearer " + issue_token("integration", (READ, WRITE), secret=SECRET)
+    json_type = {"Content-Type": "application/json"}
+    email = f"chunked+{uuid.uuid4().hex[:8]}@example.com"
+
+    chunked = http.post(f"{gateway_url}/v1/customers", headers=json_type, timeout=10,
+                        data=iter([b'{"name": "Li Na", ', f'"email": "{email}"}}'.encode()]))
+    assert chunked.status_code == 201, chunked.text
+
+    endless = http.post(f"{gateway_url}/v1/customers", headers=json_type, timeout=10,
+                        data=(b'{"name": "' + b"x" * 1000 for _ in range(100)))
+    assert (endless.status_code, endless.json()["error"]["code"]) == (413, "body_too_large")
+
+    declared = http.post(f"{gateway_url}/v1/customers", headers=json_type, timeout=10,
+                         data=b'{"name": "' + b"x" * 70_000 + b'"}')
+    assert declared.status_code == 413
+
+    for query in ("q=%00", "q=%ED%A0%80", "q=a%C0b"):
+        refused = http.get(f"{gateway_url}/v1/customers?{query}", timeout=10)
+        assert refused.status_code == 422 and "q" in refused.json()["error"]["fields"], (query, refused.text)

@@ -89,7 +89,8 @@ def test_request_schemas_come_from_the_contracts(doc):
     assert set(COMPONENT_SCHEMAS) <= set(schemas)
     register = schemas["RegisterCustomerRequest"]
     assert set(register["properties"]) == set(contracts.RegisterCustomerRequest().fields)
-    assert set(register["required"]) == {"name", "email"}
+    assert set(register["required"]) == {"name"}  # and an email or a phone:
+    assert [rule["required"] for rule in register["anyOf"]] == [["email"], ["phone"]]
     assert register["additionalProperties"] is False  # unknown fields are rejected
     grade = schemas["GradeCustomerRequest"]["properties"]["value"]
     assert (grade["minimum"], grade["maximum"]) == (1, 5)
@@ -101,9 +102,71 @@ def test_bodies_have_examples_that_pass_their_own_schemas(doc):
     for op in OPERATIONS:
         if op.body:
             example = doc["paths"][op.path][op.method]["requestBody"]["content"]["application/json"]["example"]
-            getattr(contracts, op.body)().load(example)
+            COMPONENT_SCHEMAS[op.body]().load(example)
 
 
 def test_search_parameters_are_documented(doc):
     params = {p["name"]: p for p in doc["paths"]["/v1/customers"]["get"]["parameters"]}
     assert params["page_size"]["schema"]["maximum"] == 100 and params["q"]["in"] == "query"
+
+
+def test_the_document_states_the_edge_rules(doc):
+    """What the code refuses, the document says: text patterns, money, headers, size, 503 Retry-After."""
+    from crm_contracts.fields import EMAIL_PATTERN, NON_NEGATIVE_MONEY_PATTERN, SINGLE_LINE_PATTERN
+    from crm_gateway.web import IF_MATCH_PATTERN
+
+    schemas = doc["components"]["schemas"]
+    register = schemas["RegisterCustomerRequest"]["properties"]
+    assert register["name"]["pattern"] == SINGLE_LINE_PATTERN and register["email"]["pattern"] == EMAIL_PATTERN
+    limit = schemas["SetCreditRatingRequest"]["properties"]["limit"]
+    assert (limit["type"], limit["pattern"]) == ("string", NON_NEGATIVE_MONEY_PATTERN) and "minimum" not in limit
+    assert schemas["ChangeProfileRequest"]["minProperties"] == 1
+    assert doc["components"]["responses"]["Error503"]["headers"]["Retry-After"]
+    for path, operations in doc["paths"].items():
+        for method, op in operations.items():
+            if "requestBody" in op:
+                assert "413" in op["responses"], (method, path)
+            params = {p["name"]: p for p in op.get("parameters", []) if p["in"] == "header"}
+            if "If-Match" in params:
+                assert params["If-Match"]["schema"]["pattern"] == IF_MATCH_PATTERN
+            if "X-Correlation-Id" in params:
+                assert params["X-Correlation-Id"]["schema"] == {"type": "string"}  # any value: replaced if unusable
+
+
+def test_every_operation_says_whether_it_requires_if_match(doc):
+    """Decisions require If-Match (428 documented), appends accept it; the description says which."""
+    for op in OPERATIONS:
+        documented = doc["paths"][op.path][op.method]
+        params = {p["name"]: p for p in documented["parameters"] if p["in"] == "header"}
+        if op.if_match is None:
+            assert "If-Match" not in params, op.operation_id
+            continue
+        required = op.if_match == "required"
+        assert params["If-Match"]["required"] is required, op.operation_id
+        assert ("428" in documented["responses"]) is required, op.operation_id
+        assert ("Requires `If-Match`" if required else "does not require it") in documented["description"]
+
+
+def test_every_v1_operation_documents_503_and_takes_an_idempotency_key_when_it_writes(doc):
+    for path, operations in doc["paths"].items():
+        for method, op in operations.items():
+            if not path.startswith("/v1/"):
+                continue
+            assert "503" in op["responses"], (method, path)
+            headers = {p["name"] for p in op["parameters"] if p["in"] == "header"}
+            assert (method != "get") == ("Idempotency-Key" in headers), (method, path)
+
+
+def test_creates_answer_201_with_location_and_etag(doc):
+    for op in OPERATIONS:
+        if op.ok_status == 201 and "Location" in op.ok_headers:
+            headers = doc["paths"][op.path][op.method]["responses"]["201"]["headers"]
+            assert {"ETag", "Location"} <= set(headers), op.operation_id
+
+
+def test_list_queries_document_their_filters_and_paging(doc):
+    params = {p["name"]: p for p in doc["paths"]["/v1/cases"]["get"]["parameters"] if p["in"] == "query"}
+    assert {"status", "priority", "complaint_category", "customer_id", "page", "page_size"} <= set(params)
+    assert params["page_size"]["schema"]["maximum"] == 100
+    page = doc["components"]["schemas"]["CasePage"]["properties"]
+    assert page["items"]["items"] == {"$ref": "#/components/schemas/Case"}

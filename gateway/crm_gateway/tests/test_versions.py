@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest.mock import ANY
+
 import pytest
 
 from crm_contracts.errors import ServiceError
@@ -43,7 +45,9 @@ def test_patch_passes_the_if_match_version_as_expected_version(api, customer, if
     customer.change_profile.return_value = customer_answer(version=4)
     response = api.patch(CUSTOMER, {"phone": "+86 10 5555 0199"}, headers={"If-Match": if_match})
     assert (response.status_code, response.headers["ETag"]) == (200, '"4"')
-    customer.change_profile.assert_called_once_with(CUSTOMER_ID, {"phone": "+86 10 5555 0199"}, expected)
+    customer.change_profile.assert_called_once_with(
+        CUSTOMER_ID, {"phone": "+86 10 5555 0199"}, expected, command_id=ANY
+    )
 
 
 @pytest.mark.parametrize("if_match", ['"abc"', '"1", "2"', "-1"])
@@ -80,7 +84,9 @@ def test_puts_take_an_optional_if_match(api, customer, path, payload, method):
 
 def test_consent_passes_the_channel(api, customer):
     api.put(f"{CUSTOMER}/consents/post", {"granted": True, "source": "letter"})
-    customer.record_consent.assert_called_once_with(CUSTOMER_ID, "post", {"granted": True, "source": "letter"}, None)
+    customer.record_consent.assert_called_once_with(
+        CUSTOMER_ID, "post", {"granted": True, "source": "letter"}, None, command_id=ANY
+    )
 
 
 def test_the_360_view_and_rebuild_come_from_customer360(api, customer360):

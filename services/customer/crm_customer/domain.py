@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
 from crm_contracts.errors import ConflictError, InvalidRequestError, NotFoundError
-from crm_contracts.vocabulary.customer import CONSENT_CHANNELS, CREDIT_RATINGS, PROFILE_FIELDS, SOURCE_CHANNELS
+from crm_contracts.vocabulary.customer import (
+    ADDRESS_KINDS,
+    CONSENT_CHANNELS,
+    CREDIT_RATINGS,
+    PROFILE_FIELDS,
+    SOURCE_CHANNELS,
+)
 
 EMAIL_CLAIM_NAMESPACE = uuid.UUID("0d0c7a57-86a4-4c3e-8f0b-5b8d51e4a1f2")
 REGISTRATION_NAMESPACE = uuid.UUID("5b0e8f3c-2a71-4d0c-9c62-7e4f1a9d3b85")
+PHONE_CLAIM_NAMESPACE = uuid.UUID("c3a1e7d2-48f6-4b0a-9e5d-71b2f0c8a934")
+#: A customer registered from a lead gets an id derived from the lead: one lead, one customer.
+LEAD_REGISTRATION_NAMESPACE = uuid.UUID("2d9f6b13-7c84-4e1a-b05f-e6a3c9d1f472")
+LEAD_LINK_NAMESPACE = uuid.UUID("8e47a0c5-d1b9-4f32-a6e8-0c5b2d7f9a16")
+#: A lead's capture channel -> the source channel of the customer registered from it.
+LEAD_SOURCE_CHANNELS = {"web_form": "web", "email": "email", "phone": "phone", "event": "event",
+                        "referral": "referral"}
 
 
 class CustomerNotFoundError(NotFoundError):
@@ -32,6 +46,17 @@ class EmailTakenError(ConflictError):
         )
 
 
+class PhoneTakenError(ConflictError):
+    """The phone number already belongs to another customer."""
+
+    def __init__(self, phone: str, existing_customer_id: uuid.UUID) -> None:
+        super().__init__(
+            f"phone {phone} already belongs to customer {existing_customer_id}",
+            existing_customer_id=str(existing_customer_id),
+            fields={"phone": ["already belongs to another customer"]},
+        )
+
+
 class InvalidCustomerDataError(InvalidRequestError):
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(f"{field}: {reason}", fields={field: [reason]})
@@ -39,6 +64,36 @@ class InvalidCustomerDataError(InvalidRequestError):
 
 def normalise_email(email: str) -> str:
     return email.strip().lower()
+
+
+def normalise_phone(phone: str) -> str:
+    """The number a phone claim is keyed by: its digits, with the leading + if any
+    ("+86 10 5555-0101" and "+86 (10) 55550101" are one number)."""
+    stripped = phone.strip()
+    return ("+" if stripped.startswith("+") else "") + re.sub(r"[^0-9]", "", stripped)
+
+
+@dataclass(frozen=True)
+class ConvertedLead:
+    """What the customer service needs of a converted lead (marketing.lead_converted)."""
+
+    lead_id: uuid.UUID
+    customer_id: uuid.UUID | None
+    campaign_id: uuid.UUID | None
+    name: str
+    email: str | None
+    phone: str | None
+    company: str | None
+    channel: str
+    estimated_amount: Decimal
+    currency: str
+    expected_close_date: date | None
+    sales_owner: str | None
+
+    @property
+    def source_channel(self) -> str:
+        """The source channel of a customer registered from this lead."""
+        return LEAD_SOURCE_CHANNELS.get(self.channel, "campaign")
 
 
 @dataclass(frozen=True)
@@ -69,7 +124,7 @@ class Customer(Aggregate):
 
     @event("Registered")
     def __init__(
-        self, name: str, email: str, phone: str | None, company: str | None, source_channel: str
+        self, name: str, email: str | None, phone: str | None, company: str | None, source_channel: str
     ) -> None:
         self.name = name
         self.email = email
@@ -81,23 +136,28 @@ class Customer(Aggregate):
         self.credit_limit: Decimal | None = None
         self.grade: str | None = None
         self.grade_scores: dict[str, int] | None = None
+        self.lead_ids: list[uuid.UUID] = []
+        self.addresses: dict[str, dict[str, Any]] = {}
 
     @classmethod
     def register(
         cls,
         name: str,
-        email: str,
+        email: str | None,
         phone: str | None,
         company: str | None,
         source_channel: str,
         customer_id: uuid.UUID | None = None,
     ) -> "Customer":
-        """A new customer; with `customer_id` (derived from the command), a redelivered command
-        collides with its first run in the event store instead of registering twice."""
+        """A new customer, known by an email, a phone, or both; with `customer_id` (derived from the
+        command or the lead), a redelivered command collides with its first run instead of registering twice."""
         check_name(name)
         if source_channel not in SOURCE_CHANNELS:
             raise InvalidCustomerDataError("source_channel", f"must be one of {', '.join(SOURCE_CHANNELS)}")
-        fields = {"name": name.strip(), "email": normalise_email(email), "phone": phone, "company": company,
+        email = normalise_email(email) if email and email.strip() else None
+        phone = phone.strip() if phone and phone.strip() else None
+        check_reachable(email, phone)
+        fields: dict[str, Any] = {"name": name.strip(), "email": email, "phone": phone, "company": company,
                   "source_channel": source_channel}
         if customer_id is None:
             return cls(**fields)
@@ -108,6 +168,39 @@ class Customer(Aggregate):
         """The id a customer registered by command `command_id` gets: the same for every delivery."""
         return uuid.uuid5(REGISTRATION_NAMESPACE, command_id)
 
+    @staticmethod
+    def id_for_lead(lead_id: uuid.UUID) -> uuid.UUID:
+        """The id of the customer registered from lead `lead_id`: one lead, one customer, however often
+        its conversion is delivered."""
+        return uuid.uuid5(LEAD_REGISTRATION_NAMESPACE, str(lead_id))
+
+    def link_lead(self, lead: ConvertedLead, matched_by: str) -> None:
+        """Record that `lead` became this customer (`matched_by`: "registered" when it was registered
+        from the lead, else how it was found). A lead links once; linking it again changes nothing."""
+        if lead.lead_id in self.lead_ids:
+            return
+        self._lead_linked(
+            lead.lead_id, lead.campaign_id, matched_by == "registered", matched_by, lead.name, lead.company,
+            lead.estimated_amount, lead.currency, lead.expected_close_date, lead.sales_owner,
+        )
+
+    @event("LeadLinked")
+    def _lead_linked(
+        self,
+        lead_id: uuid.UUID,
+        campaign_id: uuid.UUID | None,
+        new_customer: bool,
+        matched_by: str,
+        name: str,
+        company: str | None,
+        estimated_amount: Decimal,
+        currency: str,
+        expected_close_date: date | None,
+        sales_owner: str | None,
+    ) -> None:
+        # The lead's opportunity facts travel in the event for lead_linked; the customer keeps the link.
+        self.lead_ids.append(lead_id)
+
     def change_profile(self, changes: dict[str, Any]) -> None:
         unknown = set(changes) - set(PROFILE_FIELDS)
         if unknown:
@@ -115,7 +208,10 @@ class Customer(Aggregate):
         if "name" in changes:
             check_name(changes["name"])
         if "email" in changes:
-            changes = {**changes, "email": normalise_email(changes["email"])}
+            changes = {**changes, "email": normalise_email(changes["email"]) if changes["email"] else None}
+        if "phone" in changes:
+            changes = {**changes, "phone": (changes["phone"].strip() or None) if changes["phone"] else None}
+        check_reachable(changes.get("email", self.email), changes.get("phone", self.phone))
         actual = {k: v for k, v in changes.items() if getattr(self, k) != v}
         if actual:
             self._profile_changed(actual)
@@ -145,6 +241,16 @@ class Customer(Aggregate):
     def _credit_rating_changed(self, rating: str, limit: Decimal | None, reason: str | None) -> None:
         self.credit_rating = rating
         self.credit_limit = limit
+
+    def set_address(self, kind: str, address: dict[str, Any], default: bool, at: datetime) -> None:
+        """Record the customer's billing or shipping address (one per kind: the newest replaces the last)."""
+        if kind not in ADDRESS_KINDS:
+            raise InvalidCustomerDataError("kind", f"must be one of {', '.join(ADDRESS_KINDS)}")
+        self._address_changed(kind, dict(address), default, at)
+
+    @event("AddressChanged")
+    def _address_changed(self, kind: str, address: dict[str, Any], default: bool, at: datetime) -> None:
+        self.addresses[kind] = {"address": address, "default": default, "changed_at": at}
 
     def grade_on(self, rule: GradingRule, value: int, structure: int, loyalty: int, reason: str | None) -> None:
         grade = rule.grade_for(value, structure, loyalty)
@@ -186,6 +292,62 @@ class EmailClaim(Aggregate):
     @event("Released")
     def release(self) -> None:
         self.holder = None
+
+
+class PhoneClaim(Aggregate):
+    """Which customer holds a phone number, as EmailClaim does for an email: its id is derived from the
+    normalised number, so two customers never hold one phone (and a phone-only lead finds its customer)."""
+
+    @staticmethod
+    def id_for(phone: str) -> uuid.UUID:
+        return uuid.uuid5(PHONE_CLAIM_NAMESPACE, normalise_phone(phone))
+
+    @classmethod
+    def create_id(cls, phone: str, holder: uuid.UUID) -> uuid.UUID:
+        return cls.id_for(phone)
+
+    @event("Claimed")
+    def __init__(self, phone: str, holder: uuid.UUID) -> None:
+        self.phone = phone
+        self.holder: uuid.UUID | None = holder
+
+    def claim(self, holder: uuid.UUID) -> None:
+        if self.holder is not None and self.holder != holder:
+            raise PhoneTakenError(self.phone, self.holder)
+        if self.holder is None:
+            self._reclaimed(holder)
+
+    @event("Reclaimed")
+    def _reclaimed(self, holder: uuid.UUID) -> None:
+        self.holder = holder
+
+    @event("Released")
+    def release(self) -> None:
+        self.holder = None
+
+
+class LeadLink(Aggregate):
+    """Which customer a converted lead became. Its id is derived from the lead, so a lead links once:
+    a second conversion (or a racing replica) finds or collides with the first link."""
+
+    @staticmethod
+    def id_for(lead_id: uuid.UUID) -> uuid.UUID:
+        return uuid.uuid5(LEAD_LINK_NAMESPACE, str(lead_id))
+
+    @classmethod
+    def create_id(cls, lead_id: uuid.UUID, customer_id: uuid.UUID) -> uuid.UUID:
+        return cls.id_for(lead_id)
+
+    @event("Linked")
+    def __init__(self, lead_id: uuid.UUID, customer_id: uuid.UUID) -> None:
+        self.lead_id = lead_id
+        self.customer_id = customer_id
+
+
+def check_reachable(email: str | None, phone: str | None) -> None:
+    """A customer is known by an email or a phone (or both): without either, nobody could find it."""
+    if not email and not phone:
+        raise InvalidCustomerDataError("email", "give an email or a phone number")
 
 
 def check_name(name: str) -> None:

@@ -58,10 +58,41 @@ def customer_credit_rating_changed(event: Customer.CreditRatingChanged) -> Integ
     )
 
 
+@translator.translates(Customer.AddressChanged)
+def customer_address_changed(event: Customer.AddressChanged) -> IntegrationEvent:
+    return integration_event(
+        contracts.CustomerAddressChangedV1,
+        {"customer_id": event.originator_id, "kind": event.kind, "address": event.address, "default": event.default,
+         "changed_at": event.at},
+        customer_id=event.originator_id,
+    )
+
+
 @translator.translates(Customer.Graded)
 def customer_graded(event: Customer.Graded) -> IntegrationEvent:
     return integration_event(
         contracts.CustomerGradedV1,
         {"customer_id": event.originator_id, "grade": event.grade, "scores": event.scores, "reason": event.reason},
+        customer_id=event.originator_id,
+    )
+
+
+@translator.translates(Customer.LeadLinked)
+def customer_lead_linked(event: Customer.LeadLinked) -> IntegrationEvent:
+    return integration_event(
+        contracts.LeadLinkedV1,
+        {
+            "lead_id": event.lead_id,
+            "customer_id": event.originator_id,
+            "campaign_id": event.campaign_id,
+            "new_customer": event.new_customer,
+            "matched_by": event.matched_by,
+            "name": event.name,
+            "company": event.company,
+            "estimated_amount": event.estimated_amount,
+            "currency": event.currency,
+            "expected_close_date": event.expected_close_date,
+            "sales_owner": event.sales_owner,
+        },
         customer_id=event.originator_id,
     )

@@ -9,8 +9,9 @@ from crm_contracts import customer as contracts
 from crm_contracts.fields import schema_of
 from crm_customer.application import Customers
 from crm_customer.domain import Customer
+from crm_customer.policies import policies
 from crm_customer.publishing import translator
-from crm_runtime.nameko.dependencies import EventSourcedApplication
+from crm_runtime.nameko.dependencies import EventSourcedApplication, PolicyConsumer
 from crm_runtime.nameko.rpc import aggregate_id, rpc
 from crm_runtime.nameko.service import EventSourcedService
 
@@ -40,6 +41,7 @@ def customer_view(customer: Customer) -> dict[str, Any]:
             "grade_scores": customer.grade_scores,
             "registered_at": customer.created_on,
             "modified_at": customer.modified_on,
+            "addresses": customer.addresses,
         }
     )
 
@@ -50,44 +52,74 @@ class CustomerService(EventSourcedService):
     name = "customer"
     translator = translator
     application: Customers = EventSourcedApplication(Customers, translator)  # type: ignore[assignment]
+    reactions = PolicyConsumer(policies)
+
+    # Every command takes the caller's `command_id`: a redelivered or retried call takes effect once
+    # and answers the customer as it is now (crm_runtime.commands).
 
     @rpc
     def register(self, payload: dict[str, Any], command_id: str | None = None) -> dict[str, Any]:
         """Register; a `command_id` makes a redelivered or retried call answer the first registration."""
         fields = schema_of(contracts.RegisterCustomerRequest).load(payload)
-        customer_id = Customer.id_for_registration(command_id) if command_id else None
-        return customer_view(self.application.register(**fields, customer_id=customer_id))
+        return customer_view(self.application.register(**fields, command_id=command_id))
 
     @rpc
     def get(self, customer_id: str) -> dict[str, Any]:
         return customer_view(self.application.customer(customer_key(customer_id)))
 
     @rpc
-    def change_profile(self, customer_id: str, payload: dict[str, Any], expected_version: int | None) -> dict[str, Any]:
+    def change_profile(
+        self, customer_id: str, payload: dict[str, Any], expected_version: int | None, command_id: str | None = None
+    ) -> dict[str, Any]:
         changes = schema_of(contracts.ChangeProfileRequest).load(payload)
-        return customer_view(self.application.change_profile(customer_key(customer_id), expected_version, changes))
+        customer = self.application.change_profile(customer_key(customer_id), expected_version, changes, command_id)
+        return customer_view(customer)
 
     @rpc
     def record_consent(
-        self, customer_id: str, channel: str, payload: dict[str, Any], expected_version: int | None = None
+        self,
+        customer_id: str,
+        channel: str,
+        payload: dict[str, Any],
+        expected_version: int | None = None,
+        command_id: str | None = None,
     ) -> dict[str, Any]:
         consent = schema_of(contracts.RecordConsentRequest).load(payload)
         customer = self.application.record_consent(
-            customer_key(customer_id), channel, consent["granted"], consent["source"], consent["at"], expected_version
+            customer_key(customer_id), channel, consent["granted"], consent["source"], consent["at"], expected_version,
+            command_id,
         )
         return customer_view(customer)
 
     @rpc
     def set_credit_rating(
-        self, customer_id: str, payload: dict[str, Any], expected_version: int | None = None
+        self, customer_id: str, payload: dict[str, Any], expected_version: int | None = None,
+        command_id: str | None = None,
     ) -> dict[str, Any]:
         rating = schema_of(contracts.SetCreditRatingRequest).load(payload)
-        return customer_view(
-            self.application.set_credit_rating(customer_key(customer_id), expected_version=expected_version, **rating)
+        customer = self.application.set_credit_rating(
+            customer_key(customer_id), expected_version=expected_version, command_id=command_id, **rating
         )
+        return customer_view(customer)
 
     @rpc
-    def grade(self, customer_id: str, payload: dict[str, Any], expected_version: int | None = None) -> dict[str, Any]:
+    def set_address(
+        self, customer_id: str, kind: str, payload: dict[str, Any], expected_version: int | None = None,
+        command_id: str | None = None,
+    ) -> dict[str, Any]:
+        fields = schema_of(contracts.SetAddressRequest).load(payload)
+        customer = self.application.set_address(
+            customer_key(customer_id), kind, expected_version=expected_version, command_id=command_id, **fields
+        )
+        return customer_view(customer)
+
+    @rpc
+    def grade(
+        self, customer_id: str, payload: dict[str, Any], expected_version: int | None = None,
+        command_id: str | None = None,
+    ) -> dict[str, Any]:
         scores = schema_of(contracts.GradeCustomerRequest).load(payload)
-        customer = self.application.grade(customer_key(customer_id), expected_version=expected_version, **scores)
+        customer = self.application.grade(
+            customer_key(customer_id), expected_version=expected_version, command_id=command_id, **scores
+        )
         return customer_view(customer)

@@ -1,12 +1,30 @@
-"""Loyalty accounts as event-sourced aggregates: points, tiers and retention benefits. Pure Python."""
+"""Loyalty accounts as event-sourced aggregates: points, tiers and retention benefits. Pure Python.
+
+Decisions a reader needs:
+- Orders in any currency earn. The Programme holds an exchange table (`exchange_rates`: units of the
+  programme currency per unit of another, configurable, DEFAULT_EXCHANGE_RATES by default): a paid
+  amount is converted to the programme currency, rounded half-up to cents, and earns and counts
+  towards the tier in that currency. A currency without a rate is refused (the event is parked
+  where an operator sees it, adds the rate and replays it), never earned at a made-up rate.
+- A refund or a return takes back the points earned on that order in proportion to the money
+  refunded: floor(points x refunded so far / amount paid), so refunding the whole order takes back
+  every point and partial refunds never take more than their share. What is still available is
+  removed at once, the order's own points first, then the oldest; what was already redeemed (or
+  expired) becomes a debt (`points_owed`), settled from the next points earned before they count.
+  The balance shown never goes below zero. The refunded amount also leaves the rolling spend; the
+  tier follows at the next earn, redemption, expiry or review.
+- Each refund or return takes points back once: it is identified within its order (`reversal_id`:
+  "cancellation", or "return:<return id>"), and the same one again changes nothing.
+"""
 
 from __future__ import annotations
 
 import bisect
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from eventsourcing.domain import Aggregate, event
@@ -15,7 +33,12 @@ from crm_contracts.errors import ConflictError, InvalidRequestError, NotFoundErr
 from crm_contracts.vocabulary.loyalty import BENEFIT_KINDS, BENEFIT_LEVELS, REWARD_CODE_MAX_LENGTH
 
 ACCOUNT_NAMESPACE = uuid.UUID("6b0f7d2e-3c1a-4e8b-9a55-1f4c7e2d9b30")
+#: Redemptions and benefits get ids derived from the command that made them, one namespace each, so
+#: a redelivered command finds its first run's entry instead of redeeming or granting twice.
+REDEMPTION_FROM_COMMAND_NAMESPACE = uuid.UUID("f0a3c6d9-5e2b-4c71-8d94-2b6e1a7f3c05")
+BENEFIT_FROM_COMMAND_NAMESPACE = uuid.UUID("1c9e4b27-a6d3-4f80-b5e2-9d7a3f0c6e18")
 ZERO = Decimal("0.00")
+CENT = Decimal("0.01")
 
 
 # --- errors ----------------------------------------------------------------------------------------
@@ -39,6 +62,16 @@ class OrderAlreadyEarnedError(ConflictError):
             f"order {order_id} already earned points on {earned_amount}, not {amount}",
             order_id=str(order_id),
             earned_amount=str(earned_amount),
+        )
+
+
+class DuplicateEntryError(ConflictError):
+    """A redemption or benefit id reused for different facts."""
+
+    def __init__(self, kind: str, entry_id: uuid.UUID) -> None:
+        super().__init__(
+            f"{kind} {entry_id} was already recorded with other details",
+            **{f"{kind}_id": str(entry_id)},
         )
 
 
@@ -85,6 +118,21 @@ class TierBenefit:
     description: str
 
 
+#: Units of CNY per unit of each currency: indicative rates for a deployment to replace with its own
+#: (Programme.exchange_rates; the loyalty service reads LOYALTY_EXCHANGE_RATES, e.g. "USD=7.10,EUR=7.70").
+DEFAULT_EXCHANGE_RATES: dict[str, Decimal] = {
+    "CNY": Decimal("1"),
+    "USD": Decimal("7.10"),
+    "EUR": Decimal("7.70"),
+    "GBP": Decimal("9.00"),
+    "HKD": Decimal("0.91"),
+    "SGD": Decimal("5.30"),
+    "AUD": Decimal("4.70"),
+    "CAD": Decimal("5.20"),
+    "CHF": Decimal("8.10"),
+    "JPY": Decimal("0.048"),
+}
+
 DEFAULT_TIERS = (
     Tier("bronze", Decimal("0"), Decimal("1")),
     Tier("silver", Decimal("10000"), Decimal("1.25")),
@@ -109,6 +157,7 @@ class Programme:
     spend_window: timedelta = timedelta(days=365)
     points_valid_for: timedelta = timedelta(days=365)
     tier_benefits: tuple[TierBenefit, ...] = DEFAULT_TIER_BENEFITS
+    exchange_rates: Mapping[str, Decimal] = field(default_factory=lambda: dict(DEFAULT_EXCHANGE_RATES), hash=False)
     _by_name: dict[str, Tier] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -131,6 +180,11 @@ class Programme:
                 check_benefit(benefit.level, benefit.kind, benefit.description)
             except InvalidLoyaltyDataError as error:
                 raise ProgrammeConfigurationError(f"benefit for {benefit.tier}: {error}") from None
+        if any(not isinstance(rate, Decimal) or not rate.is_finite() or rate <= 0
+               for rate in self.exchange_rates.values()):
+            raise ProgrammeConfigurationError("exchange rates must be positive Decimals")
+        if self.exchange_rates.get(self.currency, Decimal(1)) != 1:
+            raise ProgrammeConfigurationError(f"the rate of the programme currency {self.currency} must be 1")
         object.__setattr__(self, "_by_name", {tier.name: tier for tier in self.tiers})
 
     @property
@@ -155,6 +209,21 @@ class Programme:
     def points_for(self, amount: Decimal, tier: Tier) -> int:
         """Whole points earned on `amount` at `tier`'s rate; fractions of a point are dropped."""
         return int((amount * tier.points_per_unit).to_integral_value(rounding=ROUND_FLOOR))
+
+    def rate_of(self, currency: str) -> Decimal:
+        """Units of the programme currency one unit of `currency` is worth (1 for the programme's own)."""
+        if currency == self.currency:
+            return Decimal(1)
+        rate = self.exchange_rates.get(currency)
+        if rate is None:
+            raise InvalidLoyaltyDataError(
+                "currency", f"the programme has no exchange rate for {currency} into {self.currency}"
+            )
+        return rate
+
+    def convert(self, amount: Decimal, currency: str) -> Decimal:
+        """`amount` of `currency` in the programme currency, rounded half-up to cents."""
+        return (amount * self.rate_of(currency)).quantize(CENT, rounding=ROUND_HALF_UP)
 
     def benefits_of(self, tier_name: str) -> tuple[TierBenefit, ...]:
         """The benefits granted on reaching `tier_name`."""
@@ -186,11 +255,16 @@ class Account(Aggregate):
         self.lots: list[dict[str, Any]] = []
         self.spends: list[dict[str, Any]] = []
         self.earned_orders: dict[uuid.UUID, Decimal] = {}
+        # Per order that earned: what was paid and earned, and what refunds took back since.
+        self.earnings: dict[uuid.UUID, dict[str, Any]] = {}
         self.redemptions: list[dict[str, Any]] = []
         self.benefits: list[dict[str, Any]] = []
         self.points_earned = 0
         self.points_redeemed = 0
         self.points_expired = 0
+        self.points_taken_back = 0
+        #: Points taken back that had already been spent: settled from the next points earned.
+        self.points_owed = 0
 
     @classmethod
     def enrol(cls, customer_id: uuid.UUID, programme: Programme, at: datetime) -> Account:
@@ -215,6 +289,24 @@ class Account(Aggregate):
         start = now - window
         return sum((s["amount"] for s in self.spends if start < s["paid_at"] <= now), ZERO)
 
+    def redemption(self, redemption_id: uuid.UUID | None) -> dict[str, Any] | None:
+        """The redemption with this id, if the account has it."""
+        return next((r for r in self.redemptions if r["redemption_id"] == redemption_id), None)
+
+    def benefit(self, benefit_id: uuid.UUID | None) -> dict[str, Any] | None:
+        """The benefit with this id, if it was granted."""
+        return next((b for b in self.benefits if b["benefit_id"] == benefit_id), None)
+
+    @staticmethod
+    def id_for_redemption(command_id: str) -> uuid.UUID:
+        """The id of the redemption made by command `command_id`: the same for every delivery."""
+        return uuid.uuid5(REDEMPTION_FROM_COMMAND_NAMESPACE, command_id)
+
+    @staticmethod
+    def id_for_benefit(command_id: str) -> uuid.UUID:
+        """The id of the benefit granted by command `command_id`: the same for every delivery."""
+        return uuid.uuid5(BENEFIT_FROM_COMMAND_NAMESPACE, command_id)
+
     def has_benefit(self, level: str, kind: str) -> bool:
         """Whether a benefit of this level and kind was ever granted."""
         return any(b["level"] == level and b["kind"] == kind for b in self.benefits)
@@ -235,8 +327,7 @@ class Account(Aggregate):
         check_aware("now", now)
         if amount < 0:
             raise InvalidLoyaltyDataError("amount", "must not be negative")
-        if currency != self.currency:
-            raise InvalidLoyaltyDataError("currency", f"must be {self.currency}, the programme's currency")
+        programme_amount = programme.convert(amount, currency)
         earned = self.earned_orders.get(order_id)
         if earned is not None:
             # The order service delivers at least once: the same payment again is a no-op.
@@ -247,7 +338,8 @@ class Account(Aggregate):
         at = max(now, paid_at)
         # The rate is the tier the customer holds when paying, before this order counts towards it.
         tier = programme.tier_for(self.rolling_spend(at, programme.spend_window))
-        points = programme.points_for(amount, tier)
+        points = programme.points_for(programme_amount, tier)
+        settled = min(points, self.points_owed)
         self._points_earned(
             customer_id=self.customer_id,
             order_id=order_id,
@@ -258,23 +350,105 @@ class Account(Aggregate):
             points_per_unit=tier.points_per_unit,
             earned_at=paid_at,
             expires_at=paid_at + programme.points_valid_for,
-            balance=self.balance + points,
+            balance=self.balance + points - settled,
+            programme_amount=programme_amount,
+            exchange_rate=programme.rate_of(currency),
+            debt_settled=settled,
         )
         self._review(programme, at, "earn")
         return True
 
-    def redeem(self, programme: Programme, reward_code: str, points: int, now: datetime) -> uuid.UUID:
-        """Spend points on a reward, oldest lots first; never more than are available."""
+    def take_back(
+        self,
+        programme: Programme,
+        order_id: uuid.UUID,
+        reversal_id: str,
+        refund: Decimal,
+        currency: str,
+        at: datetime,
+    ) -> bool:
+        """Take back the points a refund of `order_id` cancels (see the module docstring); False when
+        there is nothing to take back: the order earned nothing here, or this refund was taken already."""
+        check_aware("at", at)
+        if not isinstance(reversal_id, str) or not reversal_id.strip():
+            raise InvalidLoyaltyDataError("reversal_id", "must not be blank")
+        if not isinstance(refund, Decimal) or not refund.is_finite() or refund < 0:
+            raise InvalidLoyaltyDataError("refund", "must be an amount, not negative")
+        earning = self.earnings.get(order_id)
+        if earning is None or reversal_id in earning["reversals"]:
+            return False
+        if currency != earning["currency"]:
+            raise InvalidLoyaltyDataError("currency", f"must be {earning['currency']}, the order's currency")
+        paid = earning["amount"]
+        refunded = min(earning["refunded"] + refund, paid)
+        if refunded == earning["refunded"]:
+            return False
+        target = int((earning["points"] * refunded / paid).to_integral_value(rounding=ROUND_FLOOR))
+        points = target - earning["taken_back"]
+        spend = (earning["programme_amount"] * (paid - refunded) / paid).quantize(CENT, rounding=ROUND_HALF_UP)
+        taken = self._take_from_lots(order_id, points, at)
+        owed = points - sum(entry["points"] for entry in taken)
+        self._points_taken_back(
+            customer_id=self.customer_id,
+            order_id=order_id,
+            reversal_id=reversal_id,
+            refund=refunded - earning["refunded"],
+            currency=currency,
+            points=points,
+            lots=taken,
+            owed=owed,
+            points_owed=self.points_owed + owed,
+            spend=spend,
+            taken_at=at,
+            balance=self.balance - (points - owed),
+        )
+        return True
+
+    def _take_from_lots(self, order_id: uuid.UUID, points: int, at: datetime) -> list[dict[str, Any]]:
+        """Which available points (still valid at `at`) `points` takes: the order's own, then the oldest."""
+        valid = [lot for lot in self.lots if lot["remaining"] > 0 and lot["expires_at"] > at]
+        ordered = [lot for lot in valid if lot["order_id"] == order_id] + [
+            lot for lot in valid if lot["order_id"] != order_id
+        ]
+        taken: list[dict[str, Any]] = []
+        left = points
+        for lot in ordered:
+            if left == 0:
+                break
+            take = min(lot["remaining"], left)
+            taken.append({"order_id": lot["order_id"], "earned_at": lot["earned_at"], "points": take})
+            left -= take
+        return taken
+
+    def redeem(
+        self,
+        programme: Programme,
+        reward_code: str,
+        points: int,
+        now: datetime,
+        redemption_id: uuid.UUID | None = None,
+    ) -> uuid.UUID:
+        """Spend points on a reward, oldest lots first; never more than are available.
+
+        With `redemption_id` (derived from the command), a redemption the account already has is
+        answered, not made again; the same id for another reward or amount is a conflict.
+        """
         check_aware("now", now)
         check_reward_code(reward_code)
         if isinstance(points, bool) or not isinstance(points, int) or points <= 0:
             raise InvalidLoyaltyDataError("points", "must be a positive whole number")
+        existing = self.redemption(redemption_id)
+        if existing is not None:
+            # Checked before the balance: the first run may have spent the points this one asks for.
+            if (existing["reward_code"], existing["points"]) != (reward_code.strip(), points):
+                raise DuplicateEntryError("redemption", existing["redemption_id"])
+            return existing["redemption_id"]  # type: ignore[no-any-return]
         available = self.available(now)
         if points > available:
             raise InsufficientPointsError(available, points)
         # Due lots go first so the redemption can only consume points that are still valid.
         self._expire_due(now)
-        redemption_id = uuid.uuid4()
+        redemption_id = redemption_id or uuid.uuid4()
         self._points_redeemed(
             customer_id=self.customer_id,
             redemption_id=redemption_id,
@@ -299,12 +473,29 @@ class Account(Aggregate):
         self._review(programme, now, "review")
 
     def grant_benefit(
-        self, level: str, kind: str, description: str, now: datetime, reason: str | None = None
+        self,
+        level: str,
+        kind: str,
+        description: str,
+        now: datetime,
+        reason: str | None = None,
+        benefit_id: uuid.UUID | None = None,
     ) -> uuid.UUID:
-        """Record a retention benefit granted to the customer."""
+        """Record a retention benefit granted to the customer.
+
+        With `benefit_id` (derived from the command), a benefit already granted is answered, not
+        granted again; the same id for another benefit is a conflict.
+        """
         check_aware("now", now)
         check_benefit(level, kind, description)
-        benefit_id = uuid.uuid4()
+        existing = self.benefit(benefit_id)
+        if existing is not None:
+            if (existing["level"], existing["kind"], existing["description"], existing["reason"]) != (
+                level, kind, description.strip(), reason
+            ):
+                raise DuplicateEntryError("benefit", existing["benefit_id"])
+            return existing["benefit_id"]  # type: ignore[no-any-return]
+        benefit_id = benefit_id or uuid.uuid4()
         self._benefit_granted(
             customer_id=self.customer_id,
             benefit_id=benefit_id,
@@ -373,13 +564,23 @@ class Account(Aggregate):
         earned_at: datetime,
         expires_at: datetime,
         balance: int,  # carried for consumers; the account derives its own from the lots
+        # Defaults: points earned before other currencies and debts existed were earned in the
+        # programme currency and settled nothing.
+        programme_amount: Decimal | None = None,
+        exchange_rate: Decimal | None = None,
+        debt_settled: int = 0,
     ) -> None:
+        spent = amount if programme_amount is None else programme_amount
         self.earned_orders[order_id] = amount
-        self.spends.append({"order_id": order_id, "amount": amount, "paid_at": earned_at})
+        self.earnings[order_id] = {"amount": amount, "currency": currency, "programme_amount": spent,
+                                   "points": points, "refunded": ZERO, "taken_back": 0, "reversals": []}
+        self.spends.append({"order_id": order_id, "amount": spent, "paid_at": earned_at})
         self.points_earned += points
+        self.points_owed -= debt_settled
+        self.points_taken_back += debt_settled
         if points:
             lot = {"order_id": order_id, "earned_at": earned_at, "expires_at": expires_at, "points": points,
-                   "remaining": points, "redeemed": 0, "expired": 0}
+                   "remaining": points - debt_settled, "redeemed": 0, "expired": 0, "taken_back": debt_settled}
             # Orders can be paid (or delivered to us) out of order: keep lots sorted by earning date,
             # a later arrival with the same date after the earlier ones.
             index = bisect.bisect_right([existing["earned_at"] for existing in self.lots], earned_at)
@@ -423,6 +624,37 @@ class Account(Aggregate):
             lot["remaining"] -= taken
             lot["expired"] += taken
         self.points_expired += points
+
+    @event("PointsTakenBack")
+    def _points_taken_back(
+        self,
+        customer_id: uuid.UUID,
+        order_id: uuid.UUID,
+        reversal_id: str,
+        refund: Decimal,
+        currency: str,
+        points: int,
+        lots: list[dict[str, Any]],
+        owed: int,
+        points_owed: int,
+        spend: Decimal,
+        taken_at: datetime,
+        balance: int,
+    ) -> None:
+        taking = {entry["order_id"]: entry["points"] for entry in lots}
+        for lot in self.lots:
+            take = taking.get(lot["order_id"], 0)
+            lot["remaining"] -= take
+            lot["taken_back"] += take
+        self.points_taken_back += points - owed
+        self.points_owed += owed
+        earning = self.earnings[order_id]
+        earning["refunded"] += refund
+        earning["taken_back"] += points
+        earning["reversals"].append(reversal_id)
+        for entry in self.spends:
+            if entry["order_id"] == order_id:
+                entry["amount"] = spend
 
     @event("TierChanged")
     def _tier_changed(

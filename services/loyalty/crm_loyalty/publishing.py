@@ -42,6 +42,10 @@ def points_earned(event: Account.PointsEarned) -> IntegrationEvent:
             "earned_at": event.earned_at,
             "expires_at": event.expires_at,
             "balance": event.balance,
+            # Points earned before other currencies and debts existed have none of these.
+            "programme_amount": getattr(event, "programme_amount", None),
+            "exchange_rate": getattr(event, "exchange_rate", None),
+            "debt_settled": getattr(event, "debt_settled", 0),
         },
         customer_id=event.customer_id,
     )
@@ -76,6 +80,29 @@ def points_expired(event: Account.PointsExpired) -> IntegrationEvent:
             "points": event.points,
             "lots": event.lots,
             "expired_at": event.expired_at,
+            "balance": event.balance,
+        },
+        customer_id=event.customer_id,
+    )
+
+
+@translator.translates(Account.PointsTakenBack)
+def points_taken_back(event: Account.PointsTakenBack) -> IntegrationEvent:
+    """Points a refund or return took back: from which lots, and what became a debt."""
+    return integration_event(
+        contracts.PointsTakenBackV1,
+        {
+            "account_id": event.originator_id,
+            "customer_id": event.customer_id,
+            "order_id": event.order_id,
+            "reversal_id": event.reversal_id,
+            "refund": event.refund,
+            "currency": event.currency,
+            "points": event.points,
+            "lots": event.lots,
+            "owed": event.owed,
+            "points_owed": event.points_owed,
+            "taken_at": event.taken_at,
             "balance": event.balance,
         },
         customer_id=event.customer_id,

@@ -12,12 +12,13 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
-from crm_contracts.errors import StaleVersionError
+from crm_contracts.errors import CrmError, StaleVersionError
 from crm_contracts.vocabulary.marketing import LEAD_STATUSES
 from crm_marketing.domain import (
     Campaign,
     CampaignNotFoundError,
     CampaignResults,
+    CustomerAttribution,
     InvalidLeadDataError,
     Lead,
     LeadNotFoundError,
@@ -28,8 +29,6 @@ from crm_runtime.eventstore import ServiceApplication
 A = TypeVar("A", bound=Aggregate)
 
 
-
-
 class Marketing(ServiceApplication):
     """Campaigns and the leads they bring in."""
 
@@ -38,7 +37,6 @@ class Marketing(ServiceApplication):
     #: How often a command without an expected version is retried after losing a race: several leads
     #: of one campaign qualifying at once all change the campaign, and each retry sees the winner.
     command_attempts = 10
-
 
     # --- campaigns ------------------------------------------------------------------------------
 
@@ -52,15 +50,25 @@ class Marketing(ServiceApplication):
         ends_on: date,
         budget: Decimal,
         currency: str,
+        campaign_id: UUID | None = None,
     ) -> Campaign:
-        """Plan a campaign for a target segment, on some channels, over a schedule, within a budget."""
-        campaign = Campaign.plan(name, objective, segment, channels, starts_on, ends_on, budget, currency)
-        self.save(campaign)
+        """Plan a campaign for a target segment, on some channels, over a schedule, within a budget.
+
+        With `campaign_id` (derived from the command's id), planning is idempotent: a command
+        delivered twice answers the campaign its first delivery planned.
+        """
+        campaign = Campaign.plan(name, objective, segment, channels, starts_on, ends_on, budget, currency, campaign_id)
+        try:
+            self.save(campaign)
+        except IntegrityError:
+            if campaign_id is None:
+                raise
+            return self.campaign(campaign_id)
         return campaign
 
     def launch_campaign(self, campaign_id: UUID, expected_version: int | None = None) -> Campaign:
         """Launch a planned campaign: from now on it records responses and leads."""
-        return self._change_campaign(campaign_id, expected_version, lambda c: c.launch())
+        return self._change(self.campaign, campaign_id, expected_version, lambda c: c.launch())
 
     def record_response(
         self,
@@ -69,23 +77,33 @@ class Marketing(ServiceApplication):
         count: int = 1,
         at: datetime | None = None,
         expected_version: int | None = None,
+        command_id: str | None = None,
     ) -> Campaign:
-        """Count responses an active campaign drew on one of its channels."""
+        """Count responses an active campaign drew on one of its channels; a redelivered command
+        (same `command_id`) answers the campaign without counting them again."""
         when = at or datetime.now(UTC)
-        return self._change_campaign(campaign_id, expected_version, lambda c: c.record_response(channel, count, when))
+
+        def record(campaign: Campaign) -> None:
+            response_id = campaign.response_id_for(command_id) if command_id else None
+            campaign.record_response(channel, count, when, response_id)
+
+        def recorded(campaign: Campaign) -> bool:
+            return command_id is not None and campaign.response_id_for(command_id) in campaign.response_ids
+
+        return self._change(self.campaign, campaign_id, expected_version, record, recorded)
 
     def close_campaign(
         self, campaign_id: UUID, actual_cost: Decimal | None = None, expected_version: int | None = None
     ) -> Campaign:
         """Close a campaign with what it actually cost (its budget when not given)."""
-        return self._change_campaign(campaign_id, expected_version, lambda c: c.close(actual_cost))
+        return self._change(self.campaign, campaign_id, expected_version, lambda c: c.close(actual_cost))
 
     def attribute_revenue(
         self, campaign_id: UUID, lead_id: UUID, amount: Decimal, currency: str, expected_version: int | None = None
     ) -> Campaign:
         """Replace a converted lead's estimated revenue with what it really brought."""
-        return self._change_campaign(
-            campaign_id, expected_version, lambda c: c.attribute_revenue(lead_id, amount, currency)
+        return self._change(
+            self.campaign, campaign_id, expected_version, lambda c: c.attribute_revenue(lead_id, amount, currency)
         )
 
     # --- leads ----------------------------------------------------------------------------------
@@ -103,8 +121,13 @@ class Marketing(ServiceApplication):
         role: str | None = None,
         industry: str | None = None,
         at: datetime | None = None,
+        lead_id: UUID | None = None,
     ) -> Lead:
-        """Capture a lead from a channel, counted by its campaign (which must be active) and scored at once."""
+        """Capture a lead from a channel, counted by its campaign (which must be active) and scored at once.
+
+        With `lead_id` (derived from the command's id), capturing is idempotent: a command delivered
+        twice answers the lead its first delivery captured (even if its campaign has closed since).
+        """
         captured_at = at or datetime.now(UTC)
 
         def capture() -> tuple[Lead, list[Aggregate]]:
@@ -119,6 +142,7 @@ class Marketing(ServiceApplication):
                 company_size=company_size,
                 role=role,
                 industry=industry,
+                lead_id=lead_id,
             )
             lead.rescore(self.scoring_rule, captured_at)
             campaign = self._campaign_of(lead)
@@ -126,7 +150,15 @@ class Marketing(ServiceApplication):
                 campaign.attribute_lead(lead.id)
             return lead, [campaign] if campaign else []
 
-        return self._execute(capture, None, "the lead's campaign")
+        if lead_id is None:
+            return self._execute(capture, None, "the lead's campaign")
+        try:
+            return self._execute(capture, None, "the lead's campaign", lambda: self._existing(lead_id, Lead))
+        except CrmError:
+            first = self._existing(lead_id, Lead)
+            if first is None:
+                raise
+            return first
 
     def record_engagement(
         self,
@@ -135,26 +167,31 @@ class Marketing(ServiceApplication):
         at: datetime | None = None,
         now: datetime | None = None,
         expected_version: int | None = None,
+        command_id: str | None = None,
     ) -> Lead:
-        """Record an open, a visit or a reply, and score the lead again as of `now`."""
+        """Record an open, a visit or a reply, and score the lead again as of `now`; a redelivered
+        command (same `command_id`) answers the lead without recording it again."""
         when = at or datetime.now(UTC)
 
         def engage(lead: Lead) -> None:
-            lead.record_engagement(kind, when)
+            lead.record_engagement(kind, when, lead.engagement_id_for(command_id) if command_id else None)
             lead.rescore(self.scoring_rule, now or when)
 
-        return self._change_lead(lead_id, expected_version, engage)
+        def recorded(lead: Lead) -> bool:
+            return command_id is not None and lead.engagement_id_for(command_id) in lead.engagement_ids
 
-    def rescore_lead(self, lead_id: UUID, now: datetime | None = None) -> Lead:
+        return self._change(self.lead, lead_id, expected_version, engage, recorded)
+
+    def rescore_lead(self, lead_id: UUID, now: datetime | None = None, expected_version: int | None = None) -> Lead:
         """Score the lead again as of `now`: engagement decays, so scores fall while a lead is quiet."""
         when = now or datetime.now(UTC)
-        return self._change_lead(lead_id, None, lambda lead: lead.rescore(self.scoring_rule, when))
+        return self._change(self.lead, lead_id, expected_version, lambda lead: lead.rescore(self.scoring_rule, when))
 
     def grade_lead(
         self, lead_id: UUID, grade: str, reason: str | None = None, expected_version: int | None = None
     ) -> Lead:
         """Grade the lead as a seed, ordinary or key prospect."""
-        return self._change_lead(lead_id, expected_version, lambda lead: lead.assign_grade(grade, reason))
+        return self._change(self.lead, lead_id, expected_version, lambda lead: lead.assign_grade(grade, reason))
 
     def qualify_lead(self, lead_id: UUID, note: str | None = None, expected_version: int | None = None) -> Lead:
         """Qualify the lead; its campaign counts it as a qualified lead."""
@@ -168,7 +205,7 @@ class Marketing(ServiceApplication):
 
     def disqualify_lead(self, lead_id: UUID, reason: str, expected_version: int | None = None) -> Lead:
         """Disqualify the lead for a reason."""
-        return self._change_lead(lead_id, expected_version, lambda lead: lead.disqualify(reason))
+        return self._change(self.lead, lead_id, expected_version, lambda lead: lead.disqualify(reason))
 
     def convert_lead(
         self,
@@ -189,6 +226,45 @@ class Marketing(ServiceApplication):
                 campaign.count_conversion(lead.id, estimated_amount, currency)
 
         return self._change_lead_and_campaign(lead_id, expected_version, convert)
+
+    # --- what became of converted leads (policies) -----------------------------------------------
+
+    def link_customer(self, lead_id: UUID, customer_id: UUID, campaign_id: UUID | None) -> CustomerAttribution:
+        """Learn which customer a converted lead became (customer.lead_linked), in one save: the lead
+        records its customer, and the customer's attribution record lists the lead and its campaign.
+        Learning it again changes nothing."""
+
+        def attempt() -> tuple[CustomerAttribution, list[Aggregate]]:
+            attribution = self.attribution(customer_id) or CustomerAttribution(customer_id=customer_id)
+            attribution.link_lead(lead_id, campaign_id)
+            lead = self._existing(lead_id, Lead)
+            if lead is not None:
+                lead.link_customer(customer_id)
+            return attribution, [lead] if lead is not None else []
+
+        return self._execute(attempt, None, f"the attribution of customer {customer_id}")
+
+    def attribute_order(
+        self, customer_id: UUID, order_id: UUID, amount: Decimal, currency: str
+    ) -> Campaign | None:
+        """Count a paid order (order.order_paid) as revenue of the campaign whose lead became this
+        customer, once per order; None (and nothing saved) for a customer no campaign's lead became."""
+        attribution = self.attribution(customer_id)
+        source = attribution.source if attribution is not None else None
+        if source is None:
+            return None
+        lead_id, campaign_id = source
+        return self._change(
+            self.campaign,
+            campaign_id,
+            None,
+            lambda campaign: campaign.attribute_order(order_id, lead_id, amount, currency),
+            lambda campaign: order_id in campaign.order_ids,
+        )
+
+    def attribution(self, customer_id: UUID) -> CustomerAttribution | None:
+        """The leads that became this customer, if any did."""
+        return self._existing(CustomerAttribution.id_for(customer_id), CustomerAttribution)
 
     # --- queries --------------------------------------------------------------------------------
 
@@ -222,33 +298,50 @@ class Marketing(ServiceApplication):
         # One store holds both kinds: a campaign's id is no lead's id, and the other way round.
         if not isinstance(aggregate, cls):
             raise missing(f"{kind} {aggregate_id} not found", **{f"{kind}_id": str(aggregate_id)})
+        self._check_version(aggregate, expected_version)
+        return aggregate
+
+    @staticmethod
+    def _check_version(aggregate: Aggregate, expected_version: int | None) -> None:
+        """With `expected_version`, insist the aggregate is at that version."""
         if expected_version is not None and aggregate.version != expected_version:
+            kind = type(aggregate).__name__.lower()
             raise StaleVersionError(
-                f"{kind} {aggregate_id} is at version {aggregate.version}, not {expected_version}",
+                f"{kind} {aggregate.id} is at version {aggregate.version}, not {expected_version}",
                 current_version=aggregate.version,
             )
-        return aggregate
+
+    def _existing(self, aggregate_id: UUID, cls: type[A]) -> A | None:
+        """The aggregate of this kind with this id, if it exists."""
+        try:
+            aggregate = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+        return aggregate if isinstance(aggregate, cls) else None
 
     def _campaign_of(self, lead: Lead) -> Campaign | None:
         return self.campaign(lead.campaign_id) if lead.campaign_id is not None else None
 
-    def _change_campaign(
-        self, campaign_id: UUID, expected_version: int | None, change: Callable[[Campaign], object]
-    ) -> Campaign:
-        def attempt() -> tuple[Campaign, list[Aggregate]]:
-            campaign = self.campaign(campaign_id, expected_version)
-            change(campaign)
-            return campaign, []
+    def _change(
+        self,
+        load: Callable[[UUID], A],
+        aggregate_id: UUID,
+        expected_version: int | None,
+        change: Callable[[A], object],
+        done: Callable[[A], bool] | None = None,
+    ) -> A:
+        """Load (a campaign or a lead), change, save; `done` recognises one an earlier delivery of the
+        command changed already: it is the answer, whatever its version now."""
 
-        return self._execute(attempt, expected_version, f"campaign {campaign_id}")
+        def attempt() -> tuple[A, list[Aggregate]]:
+            aggregate = load(aggregate_id)
+            if done is not None and done(aggregate):
+                return aggregate, []
+            self._check_version(aggregate, expected_version)
+            change(aggregate)
+            return aggregate, []
 
-    def _change_lead(self, lead_id: UUID, expected_version: int | None, change: Callable[[Lead], object]) -> Lead:
-        def attempt() -> tuple[Lead, list[Aggregate]]:
-            lead = self.lead(lead_id, expected_version)
-            change(lead)
-            return lead, []
-
-        return self._execute(attempt, expected_version, f"lead {lead_id}")
+        return self._execute(attempt, expected_version, f"{load.__name__} {aggregate_id}")
 
     def _change_lead_and_campaign(
         self, lead_id: UUID, expected_version: int | None, change: Callable[[Lead, Campaign | None], None]
@@ -262,20 +355,30 @@ class Marketing(ServiceApplication):
         return self._execute(attempt, expected_version, f"lead {lead_id} or its campaign")
 
     def _execute(
-        self, attempt: Callable[[], tuple[A, list[Aggregate]]], expected_version: int | None, what: str
+        self,
+        attempt: Callable[[], tuple[A, list[Aggregate]]],
+        expected_version: int | None,
+        what: str,
+        created: Callable[[], A | None] | None = None,
     ) -> A:
         """Run a command and save what it changed in one transaction.
 
         Losing a race to another writer means the command ran on old state. With an expected version
         the caller asked for exactly that state: StaleVersionError. Without one, the command runs
         again on fresh state, where the winner's change decides (a lead converted meanwhile now
-        answers LeadClosedError, say).
+        answers LeadClosedError, say). A creating command passes `created`: when the save collides
+        because an earlier delivery of the command created the aggregate, that aggregate is the answer.
         """
         for _ in range(self.command_attempts):
             primary, others = attempt()
+            if not primary.pending_events and not any(other.pending_events for other in others):
+                return primary  # nothing changed (a redelivery, or a score that stayed): nothing to save
             try:
                 self.save(primary, *others)
             except IntegrityError:
+                first = created() if created is not None else None
+                if first is not None:
+                    return first
                 if expected_version is not None:
                     break
                 continue

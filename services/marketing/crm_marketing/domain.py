@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -27,6 +28,13 @@ from crm_contracts.vocabulary.marketing import (
 )
 
 CENT = Decimal(1).scaleb(-MONEY_PLACES)
+#: Namespaces of the ids derived from command ids: a redelivered command makes the same id again.
+CAMPAIGN_PLAN_NAMESPACE = uuid.UUID("6f3a9c21-4b8e-4d17-a2c5-90e1b7d4f368")
+LEAD_CAPTURE_NAMESPACE = uuid.UUID("b84d0e52-1c6f-4a93-8e27-d5f03a6c91b4")
+RESPONSE_NAMESPACE = uuid.UUID("3d7c1a96-e25b-4f08-b9d4-6a2e8f15c730")
+ENGAGEMENT_NAMESPACE = uuid.UUID("e0a5b38f-7d12-4c6e-91f4-2b8c6d03a57e")
+#: A customer's attribution record has an id derived from the customer's: one per customer.
+CUSTOMER_ATTRIBUTION_NAMESPACE = uuid.UUID("4a7e2c90-b35d-4f18-8d6a-e19c07b5f243")
 SECONDS_PER_DAY = 86_400
 #: Segment criteria that bound the company size; every other criterion lists accepted values.
 SIZE_CRITERIA = ("company_size_min", "company_size_max")
@@ -313,10 +321,16 @@ class Campaign(Aggregate):
         self.currency = currency
         self.status = "planned"
         self.responses: dict[str, int] = {}
+        self.response_ids: set[UUID] = set()
         self.lead_ids: list[UUID] = []
         self.qualified_ids: set[UUID] = set()
         self.converted_ids: set[UUID] = set()
         self.revenue: dict[UUID, Decimal] = {}
+        #: Leads whose revenue is real (paid orders, or set by hand), no longer the estimate.
+        self.actual_revenue_ids: set[UUID] = set()
+        self.order_ids: set[UUID] = set()
+        #: Paid orders in another currency than the campaign's: kept, not summed into its results.
+        self.other_currency_revenue: dict[str, Decimal] = {}
         self.actual_cost: Decimal | None = None
 
     @classmethod
@@ -330,8 +344,10 @@ class Campaign(Aggregate):
         ends_on: date,
         budget: Decimal,
         currency: str,
+        campaign_id: UUID | None = None,
     ) -> Campaign:
-        """Plan a campaign; every part of the plan is checked before anything is recorded."""
+        """Plan a campaign; every part of the plan is checked before anything is recorded. With
+        `campaign_id` (derived from the command), a redelivered command collides with its first run."""
         name = check_text(InvalidCampaignDataError, "name", name)
         objective = check_text(InvalidCampaignDataError, "objective", objective)
         chosen = list(dict.fromkeys(channels))  # a channel named twice is one channel
@@ -342,16 +358,28 @@ class Campaign(Aggregate):
                 raise InvalidCampaignDataError("channels", f"must be among {', '.join(CAMPAIGN_CHANNELS)}")
         if ends_on < starts_on:
             raise InvalidCampaignDataError("ends_on", "must not be before starts_on")
-        return cls(
-            name,
-            objective,
-            check_segment(segment),
-            chosen,
-            starts_on,
-            ends_on,
-            check_money(InvalidCampaignDataError, "budget", budget),
-            check_currency(InvalidCampaignDataError, currency),
-        )
+        plan: dict[str, Any] = {
+            "name": name,
+            "objective": objective,
+            "segment": check_segment(segment),
+            "channels": chosen,
+            "starts_on": starts_on,
+            "ends_on": ends_on,
+            "budget": check_money(InvalidCampaignDataError, "budget", budget),
+            "currency": check_currency(InvalidCampaignDataError, currency),
+        }
+        if campaign_id is None:
+            return cls(**plan)
+        return cls._create(cls.Planned, id=campaign_id, **plan)  # type: ignore[attr-defined]
+
+    @staticmethod
+    def id_for_plan(command_id: str) -> UUID:
+        """The id a campaign planned by command `command_id` gets: the same for every delivery."""
+        return uuid.uuid5(CAMPAIGN_PLAN_NAMESPACE, command_id)
+
+    def response_id_for(self, command_id: str) -> UUID:
+        """The id of the responses counted by command `command_id` on this campaign."""
+        return uuid.uuid5(RESPONSE_NAMESPACE, f"{self.id}/{command_id}")
 
     def launch(self) -> None:
         self._check_status("launch", "planned")
@@ -361,18 +389,23 @@ class Campaign(Aggregate):
     def _launched(self, name: str) -> None:
         self.status = "active"
 
-    def record_response(self, channel: str, count: int, at: datetime) -> None:
-        """Count responses the campaign drew on one of its channels."""
+    def record_response(self, channel: str, count: int, at: datetime, response_id: UUID | None = None) -> None:
+        """Count responses the campaign drew on one of its channels; responses with a `response_id`
+        already counted (a redelivered command) are not counted again."""
+        if response_id is not None and response_id in self.response_ids:
+            return
         self._check_status("record responses of", "active")
         if channel not in self.channels:
             raise InvalidCampaignDataError("channel", f"must be one of its channels: {', '.join(self.channels)}")
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise InvalidCampaignDataError("count", "must be a whole number of at least 1")
-        self._response_recorded(channel, count, check_aware(InvalidCampaignDataError, "at", at))
+        self._response_recorded(channel, count, check_aware(InvalidCampaignDataError, "at", at), response_id)
 
     @event("ResponseRecorded")
-    def _response_recorded(self, channel: str, count: int, at: datetime) -> None:
+    def _response_recorded(self, channel: str, count: int, at: datetime, response_id: UUID | None = None) -> None:
         self.responses[channel] = self.responses.get(channel, 0) + count
+        if response_id is not None:
+            self.response_ids.add(response_id)
 
     def attribute_lead(self, lead_id: UUID) -> None:
         """Count a lead the campaign brought in; a lead is counted once however often it is attributed."""
@@ -425,6 +458,30 @@ class Campaign(Aggregate):
     @event("RevenueAttributed")
     def _revenue_attributed(self, lead_id: UUID, amount: Decimal) -> None:
         self.revenue[lead_id] = amount
+        self.actual_revenue_ids.add(lead_id)
+
+    def attribute_order(self, order_id: UUID, lead_id: UUID, amount: Decimal, currency: str) -> None:
+        """Count a paid order of the customer one of its converted leads became, once per order: the
+        lead's first paid order replaces its estimate, later ones add to it. An order in another
+        currency is kept apart (other_currency_revenue), as results are in the campaign's currency."""
+        if order_id in self.order_ids:
+            return
+        self._check_own(lead_id)
+        if lead_id not in self.converted_ids:
+            raise LeadNotConvertedError(self.id, lead_id)
+        amount = check_money(InvalidCampaignDataError, "amount", amount)
+        self._order_revenue_attributed(order_id, lead_id, amount, currency)
+
+    @event("OrderRevenueAttributed")
+    def _order_revenue_attributed(self, order_id: UUID, lead_id: UUID, amount: Decimal, currency: str) -> None:
+        self.order_ids.add(order_id)
+        if currency != self.currency:
+            self.other_currency_revenue[currency] = self.other_currency_revenue.get(currency, Decimal("0.00")) + amount
+            return
+        if lead_id not in self.actual_revenue_ids:
+            self.actual_revenue_ids.add(lead_id)
+            self.revenue[lead_id] = Decimal("0.00")
+        self.revenue[lead_id] += amount
 
     def close(self, actual_cost: Decimal | None) -> None:
         """Close the campaign (a plan may be dropped unlaunched); its cost defaults to the budget."""
@@ -519,6 +576,7 @@ class Lead(Aggregate):
         self.fit: int | None = None
         self.engagement: int | None = None
         self.engagements: list[tuple[str, datetime]] = []
+        self.engagement_ids: set[UUID] = set()
         self.disqualification_reason: str | None = None
         self.customer_id: UUID | None = None
         self.estimated_amount: Decimal | None = None
@@ -538,8 +596,10 @@ class Lead(Aggregate):
         company_size: int | None = None,
         role: str | None = None,
         industry: str | None = None,
+        lead_id: UUID | None = None,
     ) -> Lead:
-        """Capture a lead; it must be reachable by email or phone."""
+        """Capture a lead; it must be reachable by email or phone. With `lead_id` (derived from the
+        command), a redelivered command collides with its first run."""
         if channel not in LEAD_CHANNELS:
             raise InvalidLeadDataError("channel", f"must be one of {', '.join(LEAD_CHANNELS)}")
         name = check_text(InvalidLeadDataError, "name", name)
@@ -548,33 +608,50 @@ class Lead(Aggregate):
             raise InvalidLeadDataError("email", "give an email or a phone number to reach the lead by")
         if company_size is not None and (isinstance(company_size, bool) or company_size < 0):
             raise InvalidLeadDataError("company_size", "must be a non-negative whole number")
-        return cls(
-            campaign_id,
-            channel,
-            name,
-            email,
-            phone,
-            check_optional_text(company),
-            company_size,
-            check_optional_text(role),
-            check_optional_text(industry),
-            check_aware(InvalidLeadDataError, "captured_at", captured_at),
-        )
+        captured: dict[str, Any] = {
+            "campaign_id": campaign_id,
+            "channel": channel,
+            "name": name,
+            "email": email,
+            "phone": phone,
+            "company": check_optional_text(company),
+            "company_size": company_size,
+            "role": check_optional_text(role),
+            "industry": check_optional_text(industry),
+            "captured_at": check_aware(InvalidLeadDataError, "captured_at", captured_at),
+        }
+        if lead_id is None:
+            return cls(**captured)
+        return cls._create(cls.Captured, id=lead_id, **captured)  # type: ignore[attr-defined]
+
+    @staticmethod
+    def id_for_capture(command_id: str) -> UUID:
+        """The id a lead captured by command `command_id` gets: the same for every delivery."""
+        return uuid.uuid5(LEAD_CAPTURE_NAMESPACE, command_id)
+
+    def engagement_id_for(self, command_id: str) -> UUID:
+        """The id of the engagement recorded by command `command_id` on this lead."""
+        return uuid.uuid5(ENGAGEMENT_NAMESPACE, f"{self.id}/{command_id}")
 
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_LEAD_STATUSES
 
-    def record_engagement(self, kind: str, at: datetime) -> None:
-        """Record an open, a visit or a reply; it counts towards the score until it decays."""
+    def record_engagement(self, kind: str, at: datetime, engagement_id: UUID | None = None) -> None:
+        """Record an open, a visit or a reply; it counts towards the score until it decays. An
+        engagement whose `engagement_id` is recorded already (a redelivered command) is not recorded again."""
+        if engagement_id is not None and engagement_id in self.engagement_ids:
+            return
         self._check_open("record engagement of")
         if kind not in ENGAGEMENT_KINDS:
             raise InvalidLeadDataError("kind", f"must be one of {', '.join(ENGAGEMENT_KINDS)}")
-        self._engagement_recorded(kind, check_aware(InvalidLeadDataError, "at", at))
+        self._engagement_recorded(kind, check_aware(InvalidLeadDataError, "at", at), engagement_id)
 
     @event("EngagementRecorded")
-    def _engagement_recorded(self, kind: str, at: datetime) -> None:
+    def _engagement_recorded(self, kind: str, at: datetime, engagement_id: UUID | None = None) -> None:
         self.engagements.append((kind, at))
+        if engagement_id is not None:
+            self.engagement_ids.add(engagement_id)
 
     def rescore(self, rule: ScoringRule, now: datetime) -> bool:
         """Score the lead as of `now`; records a new score only when it changed. True when it did."""
@@ -672,6 +749,15 @@ class Lead(Aggregate):
         self.estimated_amount = estimated_amount
         self.currency = currency
 
+    def link_customer(self, customer_id: UUID) -> None:
+        """Record the customer this converted lead became (customer.lead_linked); once."""
+        if self.customer_id != customer_id:
+            self._customer_linked(customer_id)
+
+    @event("CustomerLinked")
+    def _customer_linked(self, customer_id: UUID) -> None:
+        self.customer_id = customer_id
+
     def _check_open(self, command: str) -> None:
         if not self.is_open:
             raise LeadClosedError(self.id, self.status, command)
@@ -682,3 +768,36 @@ class Lead(Aggregate):
             if to == "converted":
                 raise LeadNotQualifiedError(self.id, self.status, command)
             raise LeadStatusError(self.id, self.status, command)
+
+
+class CustomerAttribution(Aggregate):
+    """Which leads (and their campaigns) became one customer, learnt from customer.lead_linked; its id is
+    derived from the customer's. A paid order of the customer counts for the campaign of the first lead
+    linked that came from a campaign: the one that won the customer (first touch)."""
+
+    @staticmethod
+    def id_for(customer_id: UUID) -> UUID:
+        return uuid.uuid5(CUSTOMER_ATTRIBUTION_NAMESPACE, str(customer_id))
+
+    @classmethod
+    def create_id(cls, customer_id: UUID) -> UUID:
+        return cls.id_for(customer_id)
+
+    @event("Started")
+    def __init__(self, customer_id: UUID) -> None:
+        self.customer_id = customer_id
+        self.leads: list[tuple[UUID, UUID | None]] = []
+
+    def link_lead(self, lead_id: UUID, campaign_id: UUID | None) -> None:
+        """Record a lead that became this customer; a lead is recorded once."""
+        if all(known != lead_id for known, _ in self.leads):
+            self._lead_linked(lead_id, campaign_id)
+
+    @event("LeadLinked")
+    def _lead_linked(self, lead_id: UUID, campaign_id: UUID | None) -> None:
+        self.leads.append((lead_id, campaign_id))
+
+    @property
+    def source(self) -> tuple[UUID, UUID] | None:
+        """(lead, campaign) the customer's revenue is attributed to; None when no lead came from a campaign."""
+        return next(((lead, campaign) for lead, campaign in self.leads if campaign is not None), None)

@@ -2,7 +2,9 @@
 
 Campaign.LeadAttributed, QualifiedLeadCounted, ConversionCounted and RevenueAttributed, and
 Lead.EngagementRecorded, stay inside the service: the first four restate a lead's own published event
-on its campaign, and engagement reaches the outside world as the score it moves (lead_scored).
+on its campaign, and engagement reaches the outside world as the score it moves (lead_scored). So do
+what marketing learns from others' events: Lead.CustomerLinked and CustomerAttribution (customer.lead_linked
+said it first) and Campaign.OrderRevenueAttributed (order.order_paid); the campaign's results carry them.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -13,15 +13,32 @@ from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
 from crm_contracts.errors import StaleVersionError
-from crm_order.domain import Order, OrderAlreadyPlacedError, OrderNotFoundError
-from crm_runtime.eventstore import ServiceApplication
+from crm_order.domain import CustomerTerms, Order, OrderAlreadyPlacedError, OrderNotFoundError
+from crm_runtime.commands import IdempotentApplication
 
 #: Notifications read per query while folding the log for a customer's orders.
 LOG_PAGE = 1000
 
 
-class Orders(ServiceApplication):
-    """Customer orders from placement to payment, shipment, delivery and returns."""
+def check_version(order: Order, expected_version: int | None) -> None:
+    """With `expected_version` (the version the caller saw), insist it is the order's current one.
+
+    Commands that add an entry with its own id (shipment, payment, return) check it only when the
+    entry is new: a resent command then answers like its first run, not as stale.
+    """
+    if expected_version is not None and order.version != expected_version:
+        raise StaleVersionError(
+            f"order {order.id} is at version {order.version}, not {expected_version}",
+            current_version=order.version,
+        )
+
+
+class Orders(IdempotentApplication):
+    """Customer orders from placement to payment, shipment, delivery and returns.
+
+    Every command takes the id of the call that carries it (`command_id`): a command delivered or
+    retried twice takes effect once and answers the order as it is now (crm_runtime.commands).
+    """
 
     service = "order"
 
@@ -30,22 +47,103 @@ class Orders(ServiceApplication):
         customer_id: UUID,
         currency: str,
         lines: Sequence[Mapping[str, Any]],
-        shipping_address: Mapping[str, str | None],
+        shipping_address: Mapping[str, str | None] | None = None,
         opportunity_id: UUID | None = None,
         quote_id: UUID | None = None,
         at: datetime | None = None,
+        command_id: str | None = None,
     ) -> Order:
-        """Place an order; from an opportunity at most once (its id is derived from the opportunity)."""
-        order = Order.place(customer_id, currency, lines, shipping_address, opportunity_id, quote_id, at)
-        if opportunity_id is not None and self._exists(order.id):
-            raise OrderAlreadyPlacedError(opportunity_id, order.id)
-        try:
-            self.save(order)
-        except IntegrityError:
-            if opportunity_id is not None:
-                raise OrderAlreadyPlacedError(opportunity_id, order.id) from None
-            raise
+        """Place an order; from an opportunity at most once (its id is derived from the opportunity).
+
+        Placed directly with a `command_id`, the order's id is derived from it, so a command
+        delivered twice answers the order its first delivery placed. Without a shipping address it
+        takes the customer's default one, if known; the customer's credit limit flags it (domain.py).
+        """
+        if opportunity_id is not None:
+            order_id = Order.id_for_opportunity(opportunity_id)
+        elif command_id is not None:
+            order_id = Order.id_for_command(command_id)
+        else:
+            order_id = None
+
+        def place() -> Order:
+            terms = self.customer_terms(customer_id)
+            address = shipping_address if shipping_address is not None else terms.default_shipping_address
+            order = Order.place(customer_id, currency, lines, address, opportunity_id, quote_id, at, order_id,
+                                credit_limit=terms.credit_limit)
+            if opportunity_id is not None and self._exists(order.id):
+                raise OrderAlreadyPlacedError(opportunity_id, order.id)
+            try:
+                self.save(order)
+            except IntegrityError:
+                if opportunity_id is not None:
+                    raise OrderAlreadyPlacedError(opportunity_id, order.id) from None
+                if order_id is not None:
+                    return self.order(order_id)  # this command ran before: its first outcome
+                raise
+            return order
+
+        if order_id is None:
+            return place()
+        return self.once(command_id, place, lambda: self.order(order_id))
+
+    def place_from_won_opportunity(
+        self,
+        opportunity_id: UUID,
+        customer_id: UUID,
+        quote_id: UUID,
+        currency: str,
+        lines: Sequence[Mapping[str, Any]],
+        won_at: datetime,
+    ) -> Order:
+        """The opportunity_won policy's command: place the order of the won quote, once per opportunity.
+
+        One save, of the order only (a reaction is one transaction with its tracking): the customer's
+        terms are read for the default shipping address and the credit limit, never saved here. An
+        order already placed from this opportunity is the answer, unchanged. Dated by the win, so a
+        reaction applied late or replayed places the same order.
+        """
+        order_id = Order.id_for_opportunity(opportunity_id)
+        if self._exists(order_id):
+            return self.order(order_id)
+        terms = self.customer_terms(customer_id)
+        priced = [{name: line[name] for name in ("sku", "description", "quantity", "unit_price", "discount")}
+                  for line in lines]
+        order = Order.place(customer_id, currency, priced, terms.default_shipping_address, opportunity_id, quote_id,
+                            won_at, credit_limit=terms.credit_limit)
+        self.save(order)
         return order
+
+    def record_customer_address(
+        self, customer_id: UUID, kind: str, address: Mapping[str, str | None], default: bool, at: datetime
+    ) -> CustomerTerms:
+        """The customer_address_changed policy's command: keep the customer's default addresses."""
+        terms = self.customer_terms(customer_id)
+        terms.record_address(kind, address, default, at)
+        return self._save_terms(terms)
+
+    def record_customer_credit(self, customer_id: UUID, rating: str, limit: Decimal | None) -> CustomerTerms:
+        """The customer_credit_rating_changed policy's command: keep the customer's credit limit."""
+        terms = self.customer_terms(customer_id)
+        terms.record_credit(rating, limit)
+        return self._save_terms(terms)
+
+    def set_shipping_address(
+        self,
+        order_id: UUID,
+        shipping_address: Mapping[str, str | None],
+        at: datetime | None = None,
+        expected_version: int | None = None,
+        command_id: str | None = None,
+    ) -> Order:
+        """Give a placed order (not yet confirmed) its shipping address."""
+
+        def set_address() -> Order:
+            order = self.order(order_id, expected_version)
+            order.set_shipping_address(shipping_address, at)
+            return self._save(order)
+
+        return self._once(order_id, command_id, set_address)
 
     def confirm(
         self,
@@ -53,12 +151,16 @@ class Orders(ServiceApplication):
         reference: str | None = None,
         at: datetime | None = None,
         expected_version: int | None = None,
+        command_id: str | None = None,
     ) -> Order:
         """Confirm a placed order (ERP accepted it)."""
-        order = self.order(order_id, expected_version)
-        order.confirm(reference, at)
-        self._save(order)
-        return order
+
+        def confirm() -> Order:
+            order = self.order(order_id, expected_version)
+            order.confirm(reference, at)
+            return self._save(order)
+
+        return self._once(order_id, command_id, confirm)
 
     def ship(
         self,
@@ -69,21 +171,38 @@ class Orders(ServiceApplication):
         tracking_number: str | None = None,
         at: datetime | None = None,
         expected_version: int | None = None,
+        command_id: str | None = None,
     ) -> Order:
-        """Record a shipment (SKU -> quantity) of a confirmed order."""
-        order = self.order(order_id, expected_version)
-        order.ship(shipment_id, carrier, lines, tracking_number, at)
-        self._save(order)
-        return order
+        """Record a shipment (SKU -> quantity) of a confirmed order; a resent shipment id changes nothing."""
+
+        def ship() -> Order:
+            order = self.order(order_id)
+            if shipment_id not in order.shipments:
+                check_version(order, expected_version)
+            order.ship(shipment_id, carrier, lines, tracking_number, at)
+            return self._save(order)
+
+        return self._once(order_id, command_id, ship)
 
     def record_delivery(
-        self, order_id: UUID, shipment_id: str, at: datetime | None = None, expected_version: int | None = None
+        self,
+        order_id: UUID,
+        shipment_id: str,
+        at: datetime | None = None,
+        expected_version: int | None = None,
+        command_id: str | None = None,
     ) -> Order:
-        """Record that one shipment was delivered."""
-        order = self.order(order_id, expected_version)
-        order.record_delivery(shipment_id, at)
-        self._save(order)
-        return order
+        """Record that one shipment was delivered; a resent delivery changes nothing."""
+
+        def deliver() -> Order:
+            order = self.order(order_id)
+            shipment = order.shipments.get(shipment_id)
+            if shipment is None or shipment["delivered_at"] is None:
+                check_version(order, expected_version)
+            order.record_delivery(shipment_id, at)
+            return self._save(order)
+
+        return self._once(order_id, command_id, deliver)
 
     def record_payment(
         self,
@@ -95,21 +214,35 @@ class Orders(ServiceApplication):
         reference: str | None = None,
         at: datetime | None = None,
         expected_version: int | None = None,
+        command_id: str | None = None,
     ) -> Order:
         """Record a payment reported by ERP; a resent payment id changes nothing."""
-        order = self.order(order_id, expected_version)
-        order.record_payment(payment_id, amount, currency, method, reference, at)
-        self._save(order)
-        return order
+
+        def pay() -> Order:
+            order = self.order(order_id)
+            if payment_id not in order.payments:
+                check_version(order, expected_version)
+            order.record_payment(payment_id, amount, currency, method, reference, at)
+            return self._save(order)
+
+        return self._once(order_id, command_id, pay)
 
     def cancel(
-        self, order_id: UUID, reason: str, at: datetime | None = None, expected_version: int | None = None
+        self,
+        order_id: UUID,
+        reason: str,
+        at: datetime | None = None,
+        expected_version: int | None = None,
+        command_id: str | None = None,
     ) -> Order:
         """Cancel an order before anything of it ships."""
-        order = self.order(order_id, expected_version)
-        order.cancel(reason, at)
-        self._save(order)
-        return order
+
+        def cancel() -> Order:
+            order = self.order(order_id, expected_version)
+            order.cancel(reason, at)
+            return self._save(order)
+
+        return self._once(order_id, command_id, cancel)
 
     def record_return(
         self,
@@ -121,12 +254,18 @@ class Orders(ServiceApplication):
         reason: str | None = None,
         at: datetime | None = None,
         expected_version: int | None = None,
+        command_id: str | None = None,
     ) -> Order:
-        """Record goods returned from delivered lines and the refund given."""
-        order = self.order(order_id, expected_version)
-        order.record_return(return_id, lines, refund, currency, reason, at)
-        self._save(order)
-        return order
+        """Record goods returned from delivered lines and the refund given; a resent return id changes nothing."""
+
+        def take_back() -> Order:
+            order = self.order(order_id)
+            if return_id not in order.returns:
+                check_version(order, expected_version)
+            order.record_return(return_id, lines, refund, currency, reason, at)
+            return self._save(order)
+
+        return self._once(order_id, command_id, take_back)
 
     # --- queries ---------------------------------------------------------------------------------
 
@@ -136,12 +275,16 @@ class Orders(ServiceApplication):
             order: Order = self.repository.get(order_id)
         except AggregateNotFoundError:
             raise OrderNotFoundError(f"order {order_id} not found", order_id=str(order_id)) from None
-        if expected_version is not None and order.version != expected_version:
-            raise StaleVersionError(
-                f"order {order_id} is at version {order.version}, not {expected_version}",
-                current_version=order.version,
-            )
+        check_version(order, expected_version)
         return order
+
+    def customer_terms(self, customer_id: UUID) -> CustomerTerms:
+        """What order knows of a customer (default addresses, credit); empty terms when nothing yet."""
+        try:
+            terms: CustomerTerms = self.repository.get(CustomerTerms.id_for(customer_id))
+        except AggregateNotFoundError:
+            return CustomerTerms(customer_id=customer_id)
+        return terms
 
     def progress(self, order_id: UUID) -> dict[str, Any]:
         """Where is my order: status, per-line ordered/shipped/delivered quantities, shipments."""
@@ -179,9 +322,20 @@ class Orders(ServiceApplication):
             return False
         return True
 
-    def _save(self, order: Order) -> None:
+    def _once(self, order_id: UUID, command_id: str | None, command: Callable[[], Order]) -> Order:
+        """Run a command on an existing order once per `command_id`; a repeat answers the order as it is."""
+        return self.once(command_id, command, lambda: self.order(order_id))
+
+    def _save_terms(self, terms: CustomerTerms) -> CustomerTerms:
+        """Save a customer's terms if they changed (a new, unchanged one is not stored)."""
+        if any(not isinstance(pending, CustomerTerms.Started) for pending in terms.pending_events):
+            self.save(terms)
+        return terms
+
+    def _save(self, order: Order) -> Order:
         """Save an order; losing a race to another writer is the caller's to retry."""
         try:
             self.save(order)
         except IntegrityError:
             raise StaleVersionError(f"order {order.id} was changed concurrently; reload it and retry") from None
+        return order

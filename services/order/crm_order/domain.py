@@ -15,6 +15,17 @@ Decisions a reader needs:
   facts is a conflict. Commands without an id (confirm, cancel) are checked against the state.
 - Returns do not change the order total (credit notes are ERP's business); a refund is never more
   than the value of the goods returned, nor more than was paid and not yet refunded.
+- Cancelling an order that took payments refunds what was paid and not yet refunded, in the same
+  command (`Refunded`, published as `order_refunded`): money is never kept for goods never sent.
+- The shipping address comes from the command, else from the customer's default shipping address
+  (CustomerTerms, fed by customer events). An order may be placed without one; it cannot be
+  confirmed until it has one (`set_shipping_address`).
+- The credit limit is checked, not enforced: an order whose total exceeds the customer's credit limit
+  is placed with `over_credit_limit` set, for a person to decide. The customer contract's limit has
+  no currency: it is read as an amount in CREDIT_LIMIT_CURRENCY, and orders in another currency are
+  never flagged. The limit is compared with this order's total alone: the customer's other
+  outstanding orders are not counted (order keeps no per-customer exposure yet).
+- Discounts are percentages in hundredths, the rule sales quotes by: 12.345% is refused, not rounded.
 - Every domain event carries `customer_id` so publishing needs nothing but the event itself.
 """
 
@@ -38,6 +49,14 @@ from crm_contracts.vocabulary.order import (
 
 #: Orders placed from an opportunity get an id derived from it, so placing twice collides.
 ORDER_FROM_OPPORTUNITY_NAMESPACE = uuid.UUID("6a1f9a52-3c7e-4d0b-8e55-0f4b2c9d7a13")
+#: Orders placed directly get an id derived from the placing command, so a redelivery collides.
+ORDER_FROM_COMMAND_NAMESPACE = uuid.UUID("2d8c4b71-9e3a-4f56-b0c2-7a1e5d9f3c48")
+#: CustomerTerms ids are derived from the customer id: one per customer, found without a lookup.
+CUSTOMER_TERMS_NAMESPACE = uuid.UUID("b3f1d7a4-8e26-4c59-a0d3-5f9e2c7b1a64")
+#: The currency a customer's credit limit is read in (the customer contract's limit carries none).
+CREDIT_LIMIT_CURRENCY = "CNY"
+#: Discount percentages are in hundredths, as sales quotes them.
+PERCENT_STEP = Decimal("0.01")
 CENT = Decimal(1).scaleb(-MONEY_PLACES)
 ZERO = Decimal("0.00")
 HUNDRED = Decimal(100)
@@ -106,6 +125,16 @@ class OverRefundError(RuleViolationError):
         )
 
 
+class ShippingAddressMissingError(RuleViolationError):
+    """The order has no shipping address yet: it cannot be confirmed (nothing could be shipped)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "cannot confirm an order without a shipping address: set one first",
+            fields={"shipping_address": ["must be set before the order is confirmed"]},
+        )
+
+
 class DuplicateIdConflictError(ConflictError):
     """An external id (payment, shipment, return) reused for different facts."""
 
@@ -145,6 +174,11 @@ class Order(Aggregate):
         """The id an order placed from `opportunity_id` has: one opportunity, one order."""
         return uuid.uuid5(ORDER_FROM_OPPORTUNITY_NAMESPACE, str(opportunity_id))
 
+    @staticmethod
+    def id_for_command(command_id: str) -> uuid.UUID:
+        """The id an order placed directly by command `command_id` gets: the same for every delivery."""
+        return uuid.uuid5(ORDER_FROM_COMMAND_NAMESPACE, command_id)
+
     @event("Placed")
     def __init__(
         self,
@@ -154,10 +188,12 @@ class Order(Aggregate):
         subtotal: Decimal,
         discount_total: Decimal,
         total: Decimal,
-        shipping_address: dict[str, str | None],
+        shipping_address: dict[str, str | None] | None,
         opportunity_id: uuid.UUID | None,
         quote_id: uuid.UUID | None,
         at: datetime,
+        over_credit_limit: bool = False,  # defaults: orders placed before the credit check was made
+        credit_limit: Decimal | None = None,
     ) -> None:
         self.customer_id = customer_id
         self.currency = currency
@@ -165,7 +201,9 @@ class Order(Aggregate):
         self.subtotal = subtotal
         self.discount_total = discount_total
         self.total = total
-        self.shipping_address = dict(shipping_address)
+        self.shipping_address = dict(shipping_address) if shipping_address is not None else None
+        self.over_credit_limit = over_credit_limit
+        self.credit_limit = credit_limit
         self.opportunity_id = opportunity_id
         self.quote_id = quote_id
         self.placed_at = at
@@ -189,12 +227,20 @@ class Order(Aggregate):
         customer_id: uuid.UUID,
         currency: str,
         lines: Sequence[Mapping[str, Any]],
-        shipping_address: Mapping[str, str | None],
+        shipping_address: Mapping[str, str | None] | None,
         opportunity_id: uuid.UUID | None = None,
         quote_id: uuid.UUID | None = None,
         at: datetime | None = None,
+        order_id: uuid.UUID | None = None,
+        credit_limit: Decimal | None = None,
     ) -> Order:
-        """Place an order directly, or from a won opportunity's accepted quote (give its ids)."""
+        """Place an order directly, or from a won opportunity's accepted quote (give its ids).
+
+        The id is derived from the opportunity when there is one; else `order_id` (derived from the
+        placing command) when given, so a redelivered command collides with its first run. Without a
+        shipping address it is placed all the same and waits for one before it can be confirmed; with
+        the customer's `credit_limit` known, a total above it is flagged (see the module docstring).
+        """
         if not isinstance(customer_id, uuid.UUID):
             raise InvalidOrderDataError("customer_id", "must be a UUID")
         check_currency(currency)
@@ -203,18 +249,23 @@ class Order(Aggregate):
         total = sum((line["line_total"] for line in priced), ZERO)
         if total <= 0:
             raise InvalidOrderDataError("lines", "the order total must be positive")
-        return cls(
-            customer_id=customer_id,
-            currency=currency,
-            lines=priced,
-            subtotal=subtotal,
-            discount_total=subtotal - total,
-            total=total,
-            shipping_address=check_address(shipping_address),
-            opportunity_id=opportunity_id,
-            quote_id=quote_id,
-            at=check_time(at),
-        )
+        facts: dict[str, Any] = {
+            "customer_id": customer_id,
+            "currency": currency,
+            "lines": priced,
+            "subtotal": subtotal,
+            "discount_total": subtotal - total,
+            "total": total,
+            "shipping_address": check_address(shipping_address) if shipping_address is not None else None,
+            "opportunity_id": opportunity_id,
+            "quote_id": quote_id,
+            "at": check_time(at),
+            "over_credit_limit": is_over_credit_limit(total, currency, credit_limit),
+            "credit_limit": credit_limit,
+        }
+        if order_id is None or opportunity_id is not None:
+            return cls(**facts)
+        return cls._create(cls.Placed, id=order_id, **facts)  # type: ignore[attr-defined]
 
     # --- derived state ---------------------------------------------------------------------------
 
@@ -260,6 +311,8 @@ class Order(Aggregate):
         """Confirm a placed order (ERP accepted it); only then may it ship."""
         if self.status != "placed":
             raise IllegalTransitionError("confirm", self.status, "only a placed order can be confirmed")
+        if self.shipping_address is None:
+            raise ShippingAddressMissingError()
         self._confirmed(
             customer_id=self.customer_id,
             reference=check_optional_text(reference, "reference"),
@@ -284,13 +337,30 @@ class Order(Aggregate):
         self.confirmed_at = at
         self.erp_reference = reference
 
+    def set_shipping_address(self, address: Mapping[str, str | None], at: datetime | None = None) -> None:
+        """Give a placed order (not yet confirmed) its shipping address; the same address again changes nothing."""
+        checked = check_address(address)
+        if self.status != "placed":
+            raise IllegalTransitionError("set the shipping address of", self.status, "only before it is confirmed")
+        if checked == self.shipping_address:
+            return
+        self._shipping_address_set(customer_id=self.customer_id, shipping_address=checked, at=check_time(at))
+
+    @event("ShippingAddressSet")
+    def _shipping_address_set(
+        self, customer_id: uuid.UUID, shipping_address: dict[str, str | None], at: datetime
+    ) -> None:
+        self.shipping_address = dict(shipping_address)
+
     def cancel(self, reason: str, at: datetime | None = None) -> None:
-        """Cancel an order before anything of it has shipped; the reason is required."""
+        """Cancel an order before anything of it has shipped; the reason is required. What was paid
+        (and not yet refunded) is refunded with the cancellation."""
         check_text(reason, "reason")
         if self.status == "cancelled":
             raise IllegalTransitionError("cancel", self.status, "it is already cancelled")
         if any(self.shipped.values()):
             raise IllegalTransitionError("cancel", self.status, "part of it has already shipped")
+        at = check_time(at)
         self._cancelled(
             customer_id=self.customer_id,
             reason=reason.strip(),
@@ -298,8 +368,18 @@ class Order(Aggregate):
             lines=self.lines,
             total=self.total,
             amount_paid=self.paid,
-            at=check_time(at),
+            at=at,
         )
+        refund = self.paid - self.refunded
+        if refund > 0:
+            self._refunded(
+                customer_id=self.customer_id,
+                amount=refund,
+                currency=self.currency,
+                reason=reason.strip(),
+                refunded_total=self.refunded + refund,
+                at=at,
+            )
 
     @event("Cancelled")
     def _cancelled(
@@ -314,6 +394,18 @@ class Order(Aggregate):
     ) -> None:
         self.cancelled_at = at
         self.cancel_reason = reason
+
+    @event("Refunded")
+    def _refunded(
+        self,
+        customer_id: uuid.UUID,
+        amount: Decimal,
+        currency: str,
+        reason: str,
+        refunded_total: Decimal,
+        at: datetime,
+    ) -> None:
+        self.refunded = self.refunded + amount
 
     # --- shipments and deliveries ----------------------------------------------------------------
 
@@ -357,7 +449,7 @@ class Order(Aggregate):
             carrier=carrier,
             tracking_number=tracking_number,
             lines=self._described(quantities),
-            shipping_address=self.shipping_address,
+            shipping_address=self.shipping_address or {},  # set: a confirmed order has one
             fully_shipped=fully_shipped,
             at=check_time(at),
         )
@@ -586,7 +678,9 @@ class Order(Aggregate):
                 }
                 for shipment_id, shipment in self.shipments.items()
             ],
-            "shipping_address": dict(self.shipping_address),
+            "shipping_address": dict(self.shipping_address) if self.shipping_address is not None else None,
+            "over_credit_limit": self.over_credit_limit,
+            "credit_limit": self.credit_limit,
             "opportunity_id": self.opportunity_id,
             "placed_at": self.placed_at,
             "confirmed_at": self.confirmed_at,
@@ -635,8 +729,13 @@ def price_lines(lines: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             raise InvalidOrderDataError(f"{field}.quantity", "must be a whole number of at least 1")
         unit_price = check_amount(line.get("unit_price"), f"{field}.unit_price", positive=False)
         discount = line.get("discount", Decimal(0))
-        if not isinstance(discount, Decimal) or not discount.is_finite() or not 0 <= discount <= MAX_DISCOUNT_PERCENT:
-            reason = f"must be a Decimal percent from 0 to {MAX_DISCOUNT_PERCENT}"
+        if (
+            not isinstance(discount, Decimal)
+            or not discount.is_finite()
+            or not 0 <= discount <= MAX_DISCOUNT_PERCENT
+            or discount != discount.quantize(PERCENT_STEP)
+        ):
+            reason = f"must be a Decimal percent from 0 to {MAX_DISCOUNT_PERCENT}, in hundredths"
             raise InvalidOrderDataError(f"{field}.discount", reason)
         gross = quantity * unit_price
         line_total = (gross * (HUNDRED - discount) / HUNDRED).quantize(CENT, rounding=ROUND_HALF_UP)
@@ -651,6 +750,67 @@ def price_lines(lines: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             }
         )
     return priced
+
+
+def is_over_credit_limit(total: Decimal, currency: str, credit_limit: Decimal | None) -> bool:
+    """Whether an order's total exceeds the customer's credit limit (only comparable in CREDIT_LIMIT_CURRENCY)."""
+    return credit_limit is not None and currency == CREDIT_LIMIT_CURRENCY and total > credit_limit
+
+
+class CustomerTerms(Aggregate):
+    """What the order service keeps of a customer, fed by customer events: the default billing and
+    shipping addresses, and the credit rating and limit. One per customer (its id is derived from the
+    customer id), read when an order is placed and never saved with it."""
+
+    @staticmethod
+    def id_for(customer_id: uuid.UUID) -> uuid.UUID:
+        """The id of `customer_id`'s terms."""
+        return uuid.uuid5(CUSTOMER_TERMS_NAMESPACE, str(customer_id))
+
+    @classmethod
+    def create_id(cls, customer_id: uuid.UUID) -> uuid.UUID:
+        """eventsourcing's hook: the id derived from the customer."""
+        return cls.id_for(customer_id)
+
+    @event("Started")
+    def __init__(self, customer_id: uuid.UUID) -> None:
+        self.customer_id = customer_id
+        self.default_addresses: dict[str, dict[str, str | None]] = {}
+        self.credit_rating: str | None = None
+        self.credit_limit: Decimal | None = None
+
+    @property
+    def default_shipping_address(self) -> dict[str, str | None] | None:
+        """Where the customer's goods go when an order names no address."""
+        address = self.default_addresses.get("shipping")
+        return dict(address) if address is not None else None
+
+    def record_address(self, kind: str, address: Mapping[str, str | None], default: bool, at: datetime) -> None:
+        """Record a default address of `kind`; a non-default address is none of order's business."""
+        if kind not in ("billing", "shipping"):
+            raise InvalidOrderDataError("kind", "must be billing or shipping")
+        checked = check_address(address)
+        if not default or self.default_addresses.get(kind) == checked:
+            return
+        self._default_address_recorded(kind=kind, address=checked, at=check_time(at))
+
+    @event("DefaultAddressRecorded")
+    def _default_address_recorded(self, kind: str, address: dict[str, str | None], at: datetime) -> None:
+        self.default_addresses[kind] = dict(address)
+
+    def record_credit(self, rating: str, limit: Decimal | None) -> None:
+        """Record the customer's credit rating and limit (None: no limit set)."""
+        check_text(rating, "rating")
+        if limit is not None:
+            check_amount(limit, "limit", positive=False)
+        if (rating, limit) == (self.credit_rating, self.credit_limit):
+            return
+        self._credit_recorded(rating=rating, limit=limit)
+
+    @event("CreditRecorded")
+    def _credit_recorded(self, rating: str, limit: Decimal | None) -> None:
+        self.credit_rating = rating
+        self.credit_limit = limit
 
 
 def returned_value(line: Mapping[str, Any], already_returned: int, quantity: int) -> Decimal:

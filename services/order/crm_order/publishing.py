@@ -1,6 +1,7 @@
 """Order domain events -> published integration events. The only place that translates.
 
-Every Order event is public: ERP and SCM follow the whole lifecycle from these.
+Every Order event is public: ERP and SCM follow the whole lifecycle from these. CustomerTerms events
+are internal (order's copy of customer facts that the customer service already published).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ def order_placed(event: Order.Placed) -> IntegrationEvent:
             "opportunity_id": event.opportunity_id,
             "quote_id": event.quote_id,
             "placed_at": event.at,
+            # Orders placed before the credit check have neither attribute.
+            "over_credit_limit": getattr(event, "over_credit_limit", False),
+            "credit_limit": getattr(event, "credit_limit", None),
         },
         customer_id=event.customer_id,
     )
@@ -162,6 +166,39 @@ def order_return_recorded(event: Order.ReturnRecorded) -> IntegrationEvent:
             "reason": event.reason,
             "refunded_total": event.refunded_total,
             "returned_at": event.at,
+        },
+        customer_id=event.customer_id,
+    )
+
+
+@translator.translates(Order.Refunded)
+def order_refunded(event: Order.Refunded) -> IntegrationEvent:
+    """Order.Refunded as `order_refunded`: what a cancellation after payment paid back."""
+    return integration_event(
+        contracts.OrderRefundedV1,
+        {
+            "order_id": event.originator_id,
+            "customer_id": event.customer_id,
+            "amount": event.amount,
+            "currency": event.currency,
+            "reason": event.reason,
+            "refunded_total": event.refunded_total,
+            "refunded_at": event.at,
+        },
+        customer_id=event.customer_id,
+    )
+
+
+@translator.translates(Order.ShippingAddressSet)
+def order_shipping_address_set(event: Order.ShippingAddressSet) -> IntegrationEvent:
+    """Order.ShippingAddressSet as `order_shipping_address_set`: where a placed order will go."""
+    return integration_event(
+        contracts.OrderShippingAddressSetV1,
+        {
+            "order_id": event.originator_id,
+            "customer_id": event.customer_id,
+            "shipping_address": event.shipping_address,
+            "set_at": event.at,
         },
         customer_id=event.customer_id,
     )

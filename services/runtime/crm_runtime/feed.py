@@ -2,21 +2,45 @@
 
 The outbox relay publishes from it and `events_since` serves it over RPC, so a re-published or
 re-pulled event is byte-for-byte the event first published (guarantees 2, 3 and 4).
+
+A notification that can never become an envelope (the mapper cannot decode its state, or the
+service's publishing.py raises on it) is a poison event. The feed treats it as "not published",
+exactly as it treats an internal event: the relay and `events_since` skip it alike, so the
+`previous` chain goes from the event before it to the event after it, and no consumer ever sees it
+as a gap. The page reports it (`FeedPage.unpublishable`) so the relay parks it where an operator
+sees it. Translation is a pure function of the stored event, so this is deterministic.
+
+An event whose class this process cannot import (TopicError) is not poison: during a rolling deploy
+a newer replica wrote it, and that replica's relay can publish it. The error propagates; the relay
+backs off, gives up its leadership for a while, and retries.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from eventsourcing.application import Application
+from eventsourcing.utils import TopicError
 
 from crm_contracts.envelope import event_id_for
 from crm_contracts.integration import Translator
 from crm_runtime.eventstore import event_metadata
 
+log = logging.getLogger(__name__)
+
 #: Notifications read from the log per query while scanning.
 SCAN_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class Unpublishable:
+    """A notification that can never be published: where it is, what it is, and why."""
+
+    position: int
+    topic: str
+    reason: str
 
 
 @dataclass
@@ -28,6 +52,8 @@ class FeedPage:
     scanned_to: int = 0
     #: The position of the last published event up to `scanned_to`.
     last_published: int = 0
+    #: Poison notifications scanned and skipped (see the module docstring).
+    unpublishable: list[Unpublishable] = field(default_factory=list)
 
 
 class EventFeed:
@@ -56,7 +82,9 @@ class EventFeed:
             for notification in notifications:
                 page.scanned_to = notification.id
                 envelope = self._envelope(notification, page.last_published)
-                if envelope is not None:
+                if isinstance(envelope, Unpublishable):
+                    page.unpublishable.append(envelope)
+                elif envelope is not None:
                     page.envelopes.append(envelope)
                     page.last_published = notification.id
                     if len(page.envelopes) >= limit:
@@ -69,7 +97,19 @@ class EventFeed:
         """The envelopes published after `position` (a consumer's tracked position), oldest first."""
         return self.read(position, limit).envelopes
 
-    def _envelope(self, notification: Any, previous: int) -> dict[str, Any] | None:
+    def _envelope(self, notification: Any, previous: int) -> dict[str, Any] | Unpublishable | None:
+        """The envelope of one notification; None for an internal event; Unpublishable for poison."""
+        try:
+            return self._translate(notification, previous)
+        except TopicError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure to translate is poison: reported, never raised
+            reason = f"{type(exc).__name__}: {exc}"
+            log.warning("%s: notification %s (%s) cannot be published: %s", self.origin, notification.id,
+                        notification.topic, reason)
+            return Unpublishable(notification.id, notification.topic, reason[:2000])
+
+    def _translate(self, notification: Any, previous: int) -> dict[str, Any] | None:
         domain_event = self.app.mapper.to_domain_event(notification)
         integration = self.translator.translate(domain_event)
         if integration is None:

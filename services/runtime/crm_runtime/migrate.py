@@ -2,8 +2,9 @@
 
 Services start with CREATE_TABLE=false (two processes creating eventsourcing's tables at once fail,
 STACK.md). Packages declare what to migrate under the entry-point group `crm.migrations`: either a
-ServiceApplication subclass (its event store, plus the relay's cursor table) or a function taking a
-psycopg2 cursor whose search_path is the entry's schema.
+ServiceApplication subclass (its event store, the relay's cursor table, and the listing projection's
+tables, crm_runtime.listing: generic, so every event-sourced schema has them, used or not) or a
+function taking a psycopg2 cursor whose search_path is the entry's schema.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from psycopg2 import sql
 
 from crm_runtime import config
 from crm_runtime.eventstore import ServiceApplication
+from crm_runtime.listing import create_listing_tables
 from crm_runtime.relay import create_cursor_table
 
 log = logging.getLogger("crm_runtime.migrate")
@@ -51,6 +53,7 @@ def migrate(only: list[str] | None = None) -> list[str]:
                 target(create_table=True).close()
                 with conn:
                     create_cursor_table(conn, entry.name)
+                    create_listing_tables(conn, entry.name)
             else:
                 with conn, conn.cursor() as cur:
                     cur.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(entry.name)))

@@ -29,8 +29,6 @@ FOLD_PAGE = 1000
 RATE_PLACES = Decimal("0.0001")
 
 
-
-
 @dataclass(frozen=True)
 class PipelineTotals:
     """Open opportunities grouped by one key (a stage, a close month, a rep) in one currency."""
@@ -57,7 +55,6 @@ class Opportunities(ServiceApplication):
     service = "sales"
     stage_probabilities = StageProbabilities()
 
-
     # --- commands --------------------------------------------------------------------------------
 
     def open(
@@ -70,18 +67,68 @@ class Opportunities(ServiceApplication):
         expected_close_date: date,
         lead_id: UUID | None = None,
         at: datetime | None = None,
+        opportunity_id: UUID | None = None,
     ) -> Opportunity:
-        """Open an opportunity; from a lead at most once (its id derives from the lead's)."""
+        """Open an opportunity; from a lead at most once (its id derives from the lead's).
+
+        With `opportunity_id` (derived from the command's id), opening is idempotent: a command
+        delivered twice answers the opportunity its first delivery opened. From a lead, the id is the
+        lead's, so a redelivery is recognised by the same opening facts; another opening from that
+        lead is a conflict.
+        """
+        opportunity = Opportunity.open(
+            customer_id, title, owner, amount, currency, expected_close_date, self.stage_probabilities, lead_id, at,
+            opportunity_id,
+        )
+        try:
+            self.save(opportunity)
+        except IntegrityError:
+            if opportunity_id is not None and (lead_id is None or self._opened_alike(opportunity)):
+                return self.opportunity(opportunity.id)
+            if lead_id is None:
+                raise
+            raise OpportunityAlreadyOpenedError(lead_id, opportunity.id) from None
+        return opportunity
+
+    def open_from_lead(
+        self,
+        lead_id: UUID,
+        customer_id: UUID,
+        title: str,
+        owner: str,
+        amount: Decimal,
+        currency: str,
+        expected_close_date: date,
+        at: datetime,
+    ) -> Opportunity:
+        """Open the opportunity a converted lead brings (customer.lead_linked), once per lead: one
+        already opened from this lead, by any command, is the answer and nothing is saved. One save."""
+        opened = self._opened_from(lead_id)
+        if opened is not None:
+            return opened
         opportunity = Opportunity.open(
             customer_id, title, owner, amount, currency, expected_close_date, self.stage_probabilities, lead_id, at
         )
         try:
             self.save(opportunity)
         except IntegrityError:
-            if lead_id is None:
+            opened = self._opened_from(lead_id)  # a racing delivery opened it first
+            if opened is None:
                 raise
-            raise OpportunityAlreadyOpenedError(lead_id, opportunity.id) from None
+            return opened
         return opportunity
+
+    def _opened_from(self, lead_id: UUID) -> Opportunity | None:
+        try:
+            opportunity: Opportunity = self.repository.get(Opportunity.id_for_lead(lead_id))
+        except AggregateNotFoundError:
+            return None
+        return opportunity
+
+    def _opened_alike(self, opening: Opportunity) -> bool:
+        """Whether the stored opportunity with this opening's id was opened with the same facts."""
+        first: Opportunity = self.repository.get(opening.id, version=Opportunity.INITIAL_VERSION)
+        return first.opened_alike(opening)
 
     def move_to_stage(
         self,
@@ -118,9 +165,21 @@ class Opportunities(ServiceApplication):
         lines: Sequence[Mapping[str, Any]],
         at: datetime | None = None,
         expected_version: int | None = None,
+        command_id: str | None = None,
     ) -> Opportunity:
-        """Send a new quote version (it supersedes the previous one): the opportunity's `current_quote`."""
-        return self._change(opportunity_id, expected_version, lambda o: o.send_quote(lines, at))
+        """Send a new quote version (it supersedes the previous one): the opportunity's `current_quote`.
+
+        With `command_id`, the quote's id derives from it: a redelivered command answers the
+        opportunity with the version it sent, whatever happened since, and sends none again.
+        """
+
+        def send(opportunity: Opportunity) -> None:
+            opportunity.send_quote(lines, at, opportunity.quote_id_for(command_id) if command_id else None)
+
+        def sent(opportunity: Opportunity) -> bool:
+            return command_id is not None and opportunity.has_quote(opportunity.quote_id_for(command_id))
+
+        return self._change(opportunity_id, expected_version, send, sent)
 
     def accept_quote(
         self, opportunity_id: UUID, quote_id: UUID, at: datetime | None = None, expected_version: int | None = None
@@ -157,18 +216,22 @@ class Opportunities(ServiceApplication):
             raise OpportunityNotFoundError(
                 f"opportunity {opportunity_id} not found", opportunity_id=str(opportunity_id)
             ) from None
-        if expected_version is not None and opportunity.version != expected_version:
-            raise StaleVersionError(
-                f"opportunity {opportunity_id} is at version {opportunity.version}, not {expected_version}",
-                current_version=opportunity.version,
-            )
+        check_version(opportunity, expected_version)
         return opportunity
 
     def _change(
-        self, opportunity_id: UUID, expected_version: int | None, command: Callable[[Opportunity], object]
+        self,
+        opportunity_id: UUID,
+        expected_version: int | None,
+        command: Callable[[Opportunity], object],
+        done: Callable[[Opportunity], bool] | None = None,
     ) -> Opportunity:
-        """Load, call, save. A domain error leaves nothing saved; losing a race is a stale version."""
-        opportunity = self.opportunity(opportunity_id, expected_version)
+        """Load, call, save. A domain error leaves nothing saved; losing a race is a stale version.
+        `done` recognises an opportunity an earlier delivery of the command changed: it is the answer."""
+        opportunity = self.opportunity(opportunity_id)
+        if done is not None and done(opportunity):
+            return opportunity
+        check_version(opportunity, expected_version)
         command(opportunity)
         try:
             self.save(opportunity)
@@ -227,6 +290,15 @@ class Opportunities(ServiceApplication):
 
     def _open_opportunities(self) -> list[Opportunity]:
         return [o for o in self.all_opportunities() if not o.is_closed]
+
+
+def check_version(opportunity: Opportunity, expected_version: int | None) -> None:
+    """With `expected_version`, insist the opportunity is at that version."""
+    if expected_version is not None and opportunity.version != expected_version:
+        raise StaleVersionError(
+            f"opportunity {opportunity.id} is at version {opportunity.version}, not {expected_version}",
+            current_version=opportunity.version,
+        )
 
 
 def _totals(opportunities: Iterable[Opportunity], key: Callable[[Opportunity], str]) -> list[PipelineTotals]:

@@ -50,6 +50,11 @@ from crm_contracts.vocabulary.sales import (
 #: Opportunities opened from a lead get an id derived from it, so opening twice from one lead collides.
 OPPORTUNITY_FROM_LEAD_NAMESPACE = uuid.UUID("9c4e2f7a-1b3d-4a6e-8f20-7d5c3b1a9e64")
 QUOTE_NAMESPACE = uuid.UUID("2e8b6d14-7f0a-4c39-b5e1-63a9d0c4f287")
+#: Ids derived from command ids: a redelivered command makes the same id again and collides or is recognised.
+OPPORTUNITY_FROM_COMMAND_NAMESPACE = uuid.UUID("71c3e9a0-5d28-4b6f-a814-0c9e2f7b3d56")
+QUOTE_FROM_COMMAND_NAMESPACE = uuid.UUID("a9f2064e-3b71-4e8c-95d0-d7186c4b2e3a")
+#: The facts an opening records, compared to recognise a redelivered opening from a lead.
+OPENING_FACTS = ("customer_id", "lead_id", "title", "owner", "amount", "currency", "expected_close_date")
 CENT = Decimal(1).scaleb(-MONEY_PLACES)
 ZERO = Decimal("0.00")
 HUNDRED = Decimal(100)
@@ -196,6 +201,19 @@ class Opportunity(Aggregate):
         """The id of the opportunity opened from `lead_id`: one lead, one opportunity."""
         return uuid.uuid5(OPPORTUNITY_FROM_LEAD_NAMESPACE, str(lead_id))
 
+    @staticmethod
+    def id_for_opening(command_id: str) -> uuid.UUID:
+        """The id of the opportunity opened (without a lead) by command `command_id`: the same for every delivery."""
+        return uuid.uuid5(OPPORTUNITY_FROM_COMMAND_NAMESPACE, command_id)
+
+    def quote_id_for(self, command_id: str) -> uuid.UUID:
+        """The id of the quote version sent by command `command_id` on this opportunity."""
+        return uuid.uuid5(QUOTE_FROM_COMMAND_NAMESPACE, f"{self.id}/{command_id}")
+
+    def opened_alike(self, other: Opportunity) -> bool:
+        """Whether `other` records the same opening facts (compare both at version 1)."""
+        return all(getattr(self, fact) == getattr(other, fact) for fact in OPENING_FACTS)
+
     @event("Opened")
     def __init__(
         self,
@@ -238,24 +256,32 @@ class Opportunity(Aggregate):
         probabilities: StageProbabilities,
         lead_id: uuid.UUID | None = None,
         at: datetime | None = None,
+        opportunity_id: uuid.UUID | None = None,
     ) -> Opportunity:
-        """Open an opportunity for a customer, or from a converted lead (give its id)."""
+        """Open an opportunity for a customer, or from a converted lead (give its id).
+
+        Its id derives from the lead when there is one (one lead, one opportunity); else it is
+        `opportunity_id` when given (derived from the command, so a redelivery collides), else new.
+        """
         check_uuid(customer_id, "customer_id")
         if lead_id is not None:
             check_uuid(lead_id, "lead_id")
         check_currency(currency)
-        return cls(
-            customer_id=customer_id,
-            lead_id=lead_id,
-            title=check_text(title, "title"),
-            owner=check_text(owner, "owner"),
-            amount=check_amount(amount, "amount"),
-            currency=currency,
-            expected_close_date=check_date(expected_close_date, "expected_close_date"),
-            stage=OPEN_STAGES[0],
-            probability=probabilities.for_stage(OPEN_STAGES[0]),
-            at=check_time(at),
-        )
+        opening: dict[str, Any] = {
+            "customer_id": customer_id,
+            "lead_id": lead_id,
+            "title": check_text(title, "title"),
+            "owner": check_text(owner, "owner"),
+            "amount": check_amount(amount, "amount"),
+            "currency": currency,
+            "expected_close_date": check_date(expected_close_date, "expected_close_date"),
+            "stage": OPEN_STAGES[0],
+            "probability": probabilities.for_stage(OPEN_STAGES[0]),
+            "at": check_time(at),
+        }
+        if lead_id is None and opportunity_id is not None:
+            return cls._create(cls.Opened, id=opportunity_id, **opening)  # type: ignore[attr-defined,no-any-return]
+        return cls(**opening)
 
     # --- derived state ---------------------------------------------------------------------------
 
@@ -273,6 +299,10 @@ class Opportunity(Aggregate):
     def weighted_amount(self) -> Decimal:
         """The amount times the win probability, in cents: what the pipeline expects to bring in."""
         return (self.amount * self.probability / HUNDRED).quantize(CENT, rounding=ROUND_HALF_UP)
+
+    def has_quote(self, quote_id: uuid.UUID) -> bool:
+        """Whether a quote version with this id was sent."""
+        return any(quote.quote_id == quote_id for quote in self.quotes)
 
     def quote(self, quote_id: uuid.UUID) -> Quote:
         """The quote version with this id."""
@@ -355,8 +385,13 @@ class Opportunity(Aggregate):
 
     # --- quotes ----------------------------------------------------------------------------------
 
-    def send_quote(self, lines: Sequence[Mapping[str, Any]], at: datetime | None = None) -> Quote:
-        """Send a new quote version; it supersedes the previous one, whatever its status."""
+    def send_quote(
+        self, lines: Sequence[Mapping[str, Any]], at: datetime | None = None, quote_id: uuid.UUID | None = None
+    ) -> Quote:
+        """Send a new quote version; it supersedes the previous one, whatever its status. With
+        `quote_id` (derived from the command), a redelivered command answers the version it sent."""
+        if quote_id is not None and self.has_quote(quote_id):
+            return self.quote(quote_id)
         self.check_open("send a quote")
         if self.stage not in QUOTE_STAGES:
             raise QuotingStageError(self.stage)
@@ -365,7 +400,7 @@ class Opportunity(Aggregate):
         previous = self.current_quote
         self._quote_sent(
             customer_id=self.customer_id,
-            quote_id=uuid.uuid5(QUOTE_NAMESPACE, f"{self.id}/{version}"),
+            quote_id=quote_id or uuid.uuid5(QUOTE_NAMESPACE, f"{self.id}/{version}"),
             quote_version=version,
             supersedes_quote_id=previous.quote_id if previous else None,
             currency=self.currency,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -14,7 +14,7 @@ from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
 from crm_contracts.errors import NotFoundError, StaleVersionError
-from crm_runtime.eventstore import ServiceApplication
+from crm_runtime.commands import IdempotentApplication
 from crm_service.domain import (
     Case,
     CaseNotFoundError,
@@ -24,15 +24,23 @@ from crm_service.domain import (
     FaqSuggestion,
     KnowledgeBase,
     ServicePolicy,
+    Survey,
+    SurveyNotFoundError,
 )
+
+A = TypeVar("A", bound=Aggregate)
 
 
 def _now(now: datetime | None) -> datetime:
     return now or datetime.now(UTC)
 
 
-class ServiceDesk(ServiceApplication):
-    """After-sales cases, complaints, satisfaction surveys and the FAQ knowledge base."""
+class ServiceDesk(IdempotentApplication):
+    """After-sales cases, complaints, satisfaction surveys and the FAQ knowledge base.
+
+    Every command takes the id of the call that carries it (`command_id`): a command delivered or
+    retried twice takes effect once and answers the case or article as it is now (crm_runtime.commands).
+    """
 
     service = "service"
     policy = ServicePolicy()
@@ -49,14 +57,22 @@ class ServiceDesk(ServiceApplication):
         sender: str,
         customer_id: UUID | None = None,
         now: datetime | None = None,
+        command_id: str | None = None,
     ) -> Case:
-        """Open a case: classified, routed and acknowledged at once, pointing to matching FAQs."""
-        suggestions = self.suggest_faqs(f"{subject}\n{body}", self.suggestions_per_case)
-        case = Case.open(
-            channel, subject, body, sender, customer_id, _now(now), self.policy, [s.article_id for s in suggestions]
-        )
-        self._save(case)
-        return case
+        """Open a case: classified, routed and acknowledged at once, pointing to matching FAQs.
+
+        With a `command_id`, the case's id is derived from it, so a command delivered twice answers
+        the case its first delivery opened.
+        """
+        case_id = Case.id_for_command(command_id) if command_id is not None else None
+
+        def open_case() -> Case:
+            suggestions = self.suggest_faqs(f"{subject}\n{body}", self.suggestions_per_case)
+            suggested = [s.article_id for s in suggestions]
+            case = Case.open(channel, subject, body, sender, customer_id, _now(now), self.policy, suggested, case_id)
+            return self._create(case, case_id, self.case)
+
+        return self._once(command_id, open_case, case_id, self.case)
 
     def classify_case(
         self,
@@ -66,10 +82,12 @@ class ServiceDesk(ServiceApplication):
         by: str,
         now: datetime | None = None,
         expected_version: int | None = None,
+        command_id: str | None = None,
     ) -> Case:
         """Reclassify a case by hand."""
         return self._change_case(
-            case_id, expected_version, lambda c: c.classify(department, priority, by, _now(now), self.policy)
+            case_id, expected_version, lambda c: c.classify(department, priority, by, _now(now), self.policy),
+            command_id,
         )
 
     def assign_case(
@@ -79,21 +97,33 @@ class ServiceDesk(ServiceApplication):
         agent: str | None = None,
         now: datetime | None = None,
         expected_version: int | None = None,
+        command_id: str | None = None,
     ) -> Case:
         """Assign a case to an agent group (and agent)."""
-        return self._change_case(case_id, expected_version, lambda c: c.assign(group, agent, _now(now)))
+        return self._change_case(case_id, expected_version, lambda c: c.assign(group, agent, _now(now)), command_id)
 
     def respond_to_case(
-        self, case_id: UUID, agent: str, body: str, now: datetime | None = None, expected_version: int | None = None
+        self,
+        case_id: UUID,
+        agent: str,
+        body: str,
+        now: datetime | None = None,
+        expected_version: int | None = None,
+        command_id: str | None = None,
     ) -> Case:
         """Record an agent's response to a case."""
-        return self._change_case(case_id, expected_version, lambda c: c.respond(agent, body, _now(now)))
+        return self._change_case(case_id, expected_version, lambda c: c.respond(agent, body, _now(now)), command_id)
 
     def escalate_case(
-        self, case_id: UUID, reason: str, now: datetime | None = None, expected_version: int | None = None
+        self,
+        case_id: UUID,
+        reason: str,
+        now: datetime | None = None,
+        expected_version: int | None = None,
+        command_id: str | None = None,
     ) -> Case:
         """Escalate a case one level by hand."""
-        return self._change_case(case_id, expected_version, lambda c: c.escalate(reason, _now(now)))
+        return self._change_case(case_id, expected_version, lambda c: c.escalate(reason, _now(now)), command_id)
 
     def check_sla(self, case_id: UUID, now: datetime | None = None) -> list[str]:
         """Record the SLA targets a case has missed by `now` and escalate; the targets newly breached."""
@@ -114,26 +144,47 @@ class ServiceDesk(ServiceApplication):
         return found
 
     def resolve_case(
-        self, case_id: UUID, resolution: str, now: datetime | None = None, expected_version: int | None = None
+        self,
+        case_id: UUID,
+        resolution: str,
+        now: datetime | None = None,
+        expected_version: int | None = None,
+        command_id: str | None = None,
     ) -> Case:
         """Resolve a case."""
-        return self._change_case(case_id, expected_version, lambda c: c.resolve(resolution, _now(now)))
+        return self._change_case(case_id, expected_version, lambda c: c.resolve(resolution, _now(now)), command_id)
 
-    def close_case(self, case_id: UUID, now: datetime | None = None, expected_version: int | None = None) -> Case:
+    def close_case(
+        self,
+        case_id: UUID,
+        now: datetime | None = None,
+        expected_version: int | None = None,
+        command_id: str | None = None,
+    ) -> Case:
         """Close a resolved case."""
-        return self._change_case(case_id, expected_version, lambda c: c.close(_now(now)))
+        return self._change_case(case_id, expected_version, lambda c: c.close(_now(now)), command_id)
 
     def reopen_case(
-        self, case_id: UUID, reason: str, now: datetime | None = None, expected_version: int | None = None
+        self,
+        case_id: UUID,
+        reason: str,
+        now: datetime | None = None,
+        expected_version: int | None = None,
+        command_id: str | None = None,
     ) -> Case:
         """Reopen a resolved or closed case."""
-        return self._change_case(case_id, expected_version, lambda c: c.reopen(reason, _now(now)))
+        return self._change_case(case_id, expected_version, lambda c: c.reopen(reason, _now(now)), command_id)
 
     def flag_complaint(
-        self, case_id: UUID, by: str, now: datetime | None = None, expected_version: int | None = None
+        self,
+        case_id: UUID,
+        by: str,
+        now: datetime | None = None,
+        expected_version: int | None = None,
+        command_id: str | None = None,
     ) -> Case:
         """Flag a case as a complaint (the complaint is received)."""
-        return self._change_case(case_id, expected_version, lambda c: c.flag_complaint(by, _now(now)))
+        return self._change_case(case_id, expected_version, lambda c: c.flag_complaint(by, _now(now)), command_id)
 
     def assess_complaint(
         self,
@@ -143,10 +194,12 @@ class ServiceDesk(ServiceApplication):
         assessment: str,
         now: datetime | None = None,
         expected_version: int | None = None,
+        command_id: str | None = None,
     ) -> Case:
         """Classify and assess a complaint."""
         return self._change_case(
-            case_id, expected_version, lambda c: c.assess_complaint(category, severity, assessment, _now(now))
+            case_id, expected_version, lambda c: c.assess_complaint(category, severity, assessment, _now(now)),
+            command_id,
         )
 
     def summarise_complaint(
@@ -156,10 +209,12 @@ class ServiceDesk(ServiceApplication):
         root_cause: str,
         now: datetime | None = None,
         expected_version: int | None = None,
+        command_id: str | None = None,
     ) -> Case:
         """Summarise a resolved complaint with its root cause."""
         return self._change_case(
-            case_id, expected_version, lambda c: c.summarise_complaint(summary, root_cause, _now(now))
+            case_id, expected_version, lambda c: c.summarise_complaint(summary, root_cause, _now(now)),
+            command_id,
         )
 
     def complete_survey(
@@ -169,18 +224,75 @@ class ServiceDesk(ServiceApplication):
         comment: str | None = None,
         now: datetime | None = None,
         expected_version: int | None = None,
+        command_id: str | None = None,
     ) -> Case:
         """Record a closed case's satisfaction survey; it feeds the customer's satisfaction index."""
-        at = _now(now)
-        case = self.case(case_id, expected_version)
-        case.complete_survey(score, comment, at)
-        if case.customer_id is None:
-            self._save(case)
+
+        def survey() -> Case:
+            at = _now(now)
+            case = self.case(case_id, expected_version)
+            case.complete_survey(score, comment, at)
+            if case.customer_id is None:
+                self._save(case)
+                return case
+            satisfaction = self._satisfaction(case.customer_id) or CustomerSatisfaction(customer_id=case.customer_id)
+            satisfaction.record(case.id, score, at)
+            self._save(case, satisfaction)
             return case
-        satisfaction = self._satisfaction(case.customer_id) or CustomerSatisfaction(customer_id=case.customer_id)
-        satisfaction.record(case.id, score, at)
-        self._save(case, satisfaction)
-        return case
+
+        return self._once(command_id, survey, case_id, self.case)
+
+    # --- surveys --------------------------------------------------------------------------------
+
+    def request_survey(self, subject: str, subject_id: UUID, customer_id: UUID | None, at: datetime) -> Survey:
+        """The delivery and case-closed policies' command: ask for a satisfaction survey, once per
+        subject (a second request answers the first survey). One save; dated by the event."""
+        existing = self._existing_survey(Survey.id_for(subject, subject_id))
+        if existing is not None:
+            return existing
+        survey = Survey.request(subject, subject_id, customer_id, at)
+        return self._create(survey, survey.id, self.survey)
+
+    def answer_survey(
+        self,
+        survey_id: UUID,
+        score: int,
+        comment: str | None = None,
+        now: datetime | None = None,
+        expected_version: int | None = None,
+        command_id: str | None = None,
+    ) -> Survey:
+        """Record the answer to a delivered order's survey; it feeds the customer's satisfaction index."""
+
+        def answer() -> Survey:
+            at = _now(now)
+            survey = self.survey(survey_id, expected_version)
+            survey.answer(score, comment, at)
+            if survey.customer_id is None:
+                self._save(survey)
+                return survey
+            satisfaction = self._satisfaction(survey.customer_id) or CustomerSatisfaction(
+                customer_id=survey.customer_id
+            )
+            satisfaction.record(survey.subject_id, score, at)
+            self._save(survey, satisfaction)
+            return survey
+
+        return self._once(command_id, answer, survey_id, self.survey)
+
+    def survey(self, survey_id: UUID, expected_version: int | None = None) -> Survey:
+        """Load a survey; with `expected_version`, insist it is the current version."""
+        return self._load(survey_id, expected_version, SurveyNotFoundError, "survey")
+
+    def survey_about(self, subject: str, subject_id: UUID) -> Survey:
+        """The survey about an order or a case."""
+        return self.survey(Survey.id_for(subject, subject_id))
+
+    def _existing_survey(self, survey_id: UUID) -> Survey | None:
+        try:
+            return self.repository.get(survey_id)
+        except AggregateNotFoundError:
+            return None
 
     def case(self, case_id: UUID, expected_version: int | None = None) -> Case:
         """Load a case; with `expected_version`, insist it is the current version."""
@@ -226,11 +338,17 @@ class ServiceDesk(ServiceApplication):
         keywords: list[str] | None = None,
         department: str | None = None,
         now: datetime | None = None,
+        command_id: str | None = None,
     ) -> FaqArticle:
-        """Draft an FAQ article."""
-        article = FaqArticle.draft(question, answer, keywords or [], department, _now(now))
-        self._save(article)
-        return article
+        """Draft an FAQ article; with a `command_id`, the article's id is derived from it, so a command
+        delivered twice answers the article its first delivery drafted."""
+        article_id = FaqArticle.id_for_command(command_id) if command_id is not None else None
+
+        def draft() -> FaqArticle:
+            article = FaqArticle.draft(question, answer, keywords or [], department, _now(now), article_id)
+            return self._create(article, article_id, self.faq)
+
+        return self._once(command_id, draft, article_id, self.faq)
 
     def revise_faq(
         self,
@@ -240,34 +358,56 @@ class ServiceDesk(ServiceApplication):
         keywords: list[str] | None = None,
         now: datetime | None = None,
         expected_version: int | None = None,
+        command_id: str | None = None,
     ) -> FaqArticle:
         """Rewrite a draft FAQ article."""
-        article = self.faq(article_id, expected_version)
-        article.revise(question, answer, keywords or [], _now(now))
-        self._save(article)
-        return article
+
+        def revise() -> FaqArticle:
+            article = self.faq(article_id, expected_version)
+            article.revise(question, answer, keywords or [], _now(now))
+            self._save(article)
+            return article
+
+        return self._once(command_id, revise, article_id, self.faq)
 
     def publish_faq(
-        self, article_id: UUID, now: datetime | None = None, expected_version: int | None = None
+        self,
+        article_id: UUID,
+        now: datetime | None = None,
+        expected_version: int | None = None,
+        command_id: str | None = None,
     ) -> FaqArticle:
         """Publish an FAQ article and list it in the knowledge base, in one transaction."""
-        article = self.faq(article_id, expected_version)
-        article.publish(_now(now))
-        knowledge_base = self.knowledge_base()
-        knowledge_base.list_article(article.id, article.terms())
-        self._save(article, knowledge_base)
-        return article
+
+        def publish() -> FaqArticle:
+            article = self.faq(article_id, expected_version)
+            article.publish(_now(now))
+            knowledge_base = self.knowledge_base()
+            knowledge_base.list_article(article.id, article.terms())
+            self._save(article, knowledge_base)
+            return article
+
+        return self._once(command_id, publish, article_id, self.faq)
 
     def retire_faq(
-        self, article_id: UUID, reason: str, now: datetime | None = None, expected_version: int | None = None
+        self,
+        article_id: UUID,
+        reason: str,
+        now: datetime | None = None,
+        expected_version: int | None = None,
+        command_id: str | None = None,
     ) -> FaqArticle:
         """Retire an FAQ article and unlist it, in one transaction."""
-        article = self.faq(article_id, expected_version)
-        article.retire(reason, _now(now))
-        knowledge_base = self.knowledge_base()
-        knowledge_base.unlist(article.id)
-        self._save(article, knowledge_base)
-        return article
+
+        def retire() -> FaqArticle:
+            article = self.faq(article_id, expected_version)
+            article.retire(reason, _now(now))
+            knowledge_base = self.knowledge_base()
+            knowledge_base.unlist(article.id)
+            self._save(article, knowledge_base)
+            return article
+
+        return self._once(command_id, retire, article_id, self.faq)
 
     def record_faq_use(
         self,
@@ -275,13 +415,19 @@ class ServiceDesk(ServiceApplication):
         case_id: UUID | None = None,
         helpful: bool | None = None,
         now: datetime | None = None,
+        expected_version: int | None = None,
+        command_id: str | None = None,
     ) -> FaqArticle:
         """Record that an FAQ article was used (for a case, when given) and whether it helped."""
-        article = self.faq(article_id)
-        customer_id = self.case(case_id).customer_id if case_id is not None else None
-        article.record_use(case_id, customer_id, helpful, _now(now))
-        self._save(article)
-        return article
+
+        def use() -> FaqArticle:
+            article = self.faq(article_id, expected_version)
+            customer_id = self.case(case_id).customer_id if case_id is not None else None
+            article.record_use(case_id, customer_id, helpful, _now(now))
+            self._save(article)
+            return article
+
+        return self._once(command_id, use, article_id, self.faq)
 
     def suggest_faqs(self, text: str, limit: int = 3) -> list[FaqSuggestion]:
         """Published FAQ articles matching `text`, best first (KnowledgeBase.suggest explains the score)."""
@@ -317,11 +463,39 @@ class ServiceDesk(ServiceApplication):
             )
         return aggregate
 
-    def _change_case(self, case_id: UUID, expected_version: int | None, command: Callable[[Case], Any]) -> Case:
-        case = self.case(case_id, expected_version)
-        command(case)
-        self._save(case)
-        return case
+    def _create(self, aggregate: A, given_id: UUID | None, load: Callable[[UUID], A]) -> A:
+        """Save a new aggregate; if its id was given (derived from a command) and is taken, that
+        command ran before, and the aggregate it created is the answer."""
+        try:
+            self.save(aggregate)
+        except IntegrityError:
+            if given_id is None:
+                raise
+            return load(given_id)
+        return aggregate
+
+    def _once(
+        self, command_id: str | None, command: Callable[[], A], aggregate_id: UUID | None, load: Callable[[UUID], A]
+    ) -> A:
+        """Run `command` once per `command_id`; a repeat answers the aggregate as it is now."""
+        if aggregate_id is None:
+            return command()
+        return self.once(command_id, command, lambda: load(aggregate_id))
+
+    def _change_case(
+        self,
+        case_id: UUID,
+        expected_version: int | None,
+        command: Callable[[Case], Any],
+        command_id: str | None = None,
+    ) -> Case:
+        def change() -> Case:
+            case = self.case(case_id, expected_version)
+            command(case)
+            self._save(case)
+            return case
+
+        return self._once(command_id, change, case_id, self.case)
 
     def _save(self, *aggregates: Aggregate) -> None:
         """Save aggregates in one transaction; losing a race is a stale version, to reload and retry."""

@@ -3,6 +3,21 @@ framework, no driver.
 
 Every command takes `now` explicitly, so SLA clocks are deterministic in tests and on replay. Every
 command checks everything before it records anything: a command that raises changed nothing.
+
+Priority classes are acted on (DOMAIN.md, email handling): "special" is routed to the senior
+decision-makers' group, "important" to senior management, "emergency" to the crisis team and
+escalated at once, and a "valuable suggestion" gets a prompt automatic thank-you reply (it is the
+case's first response).
+
+SLA deadlines on reclassification: a case's first classification counts its targets from opening.
+A reclassification to a MORE urgent class counts the new class's targets from the reclassification,
+but never later than a deadline already promised: due = min(reclassified_at + target, previous due).
+So raising a case's priority never breaches it at once, and never postpones a promise. A
+reclassification to a less urgent class (or the same one) counts from opening, as before.
+
+Surveys: a fully delivered order and a closed case each get one satisfaction survey request
+(Survey, its id derived from the subject, so a second request changes nothing). A delivery's
+survey is answered on the Survey; a case's is answered on the case, as before.
 """
 
 from __future__ import annotations
@@ -33,6 +48,10 @@ from crm_contracts.vocabulary.service import (
 
 SERVICE_NAMESPACE = uuid.UUID("6b1e0c4a-2f7d-4e8b-a3c5-9d2f1e7b4a60")
 KNOWLEDGE_BASE_ID = uuid.uuid5(SERVICE_NAMESPACE, "knowledge-base")
+#: Cases and FAQ articles get ids derived from the command that created them, one namespace each,
+#: so a redelivered command collides with its first run instead of creating a second one.
+CASE_FROM_COMMAND_NAMESPACE = uuid.UUID("8e2a5c17-4b9d-4f03-a6e1-3c7b0d5f9a24")
+FAQ_FROM_COMMAND_NAMESPACE = uuid.UUID("c41f7e90-2d6b-4a85-9b3e-e5a8c1f07d62")
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -306,7 +325,20 @@ DEFAULT_DEPARTMENT_GROUPS: dict[str, str] = {
 }
 
 #: DOMAIN.md sends important messages to senior management and emergencies across departments.
-DEFAULT_PRIORITY_GROUPS: dict[str, str] = {"important": "senior_management", "emergency": "crisis_team"}
+DEFAULT_PRIORITY_GROUPS: dict[str, str] = {
+    "special": "senior_decision_makers",
+    "important": "senior_management",
+    "emergency": "crisis_team",
+}
+
+#: Who sends the automatic replies (the thank-you for a valuable suggestion).
+AUTO_REPLY_AGENT = "auto-reply"
+DEFAULT_THANK_YOU_REPLY = (
+    "Thank you for your suggestion. It has reached the team that can act on it, and we will tell you what "
+    "becomes of it."
+)
+#: What a survey can be about: a delivered order or a closed case (crm_contracts.service says the same).
+SURVEY_SUBJECTS = ("order", "case")
 
 
 @dataclass(frozen=True)
@@ -333,6 +365,8 @@ class ServicePolicy:
     classification: ClassificationRules = field(default_factory=ClassificationRules)
     sla: SlaPolicy = field(default_factory=SlaPolicy)
     routing: RoutingTable = field(default_factory=RoutingTable)
+    #: The prompt reply a valuable suggestion gets, sent as its first response.
+    thank_you_reply: str = DEFAULT_THANK_YOU_REPLY
 
 
 def escalation_tier(level: int) -> str:
@@ -430,27 +464,44 @@ class Case(Aggregate):
         now: datetime,
         policy: ServicePolicy,
         suggested_faq_ids: Sequence[uuid.UUID] = (),
+        case_id: uuid.UUID | None = None,
     ) -> Case:
-        """Open a case: classify and route it by the rules, and acknowledge it at once."""
+        """Open a case: classify and route it by the rules, and acknowledge it at once.
+
+        With `case_id` (derived from the opening command), a redelivered command collides with its
+        first run in the event store instead of opening a second case.
+        """
         check_choice("channel", channel, CASE_CHANNELS)
         check_text("subject", subject)
         if not isinstance(body, str):
             raise InvalidCaseDataError("body", "must be text")  # a phone call may have an empty body
         check_text("sender", sender)
         check_aware(now)
-        case = cls(customer_id, channel, subject.strip(), body, sender.strip(), now)
+        facts: dict[str, Any] = {"customer_id": customer_id, "channel": channel, "subject": subject.strip(),
+                                 "body": body, "sender": sender.strip(), "at": now}
+        if case_id is None:
+            case = cls(**facts)
+        else:
+            case = cls._create(cls.Opened, id=case_id, **facts)  # type: ignore[attr-defined]
         found = policy.classification.classify(subject, body)
         case._route(found.department, found.priority, found.matched, RULES_CLASSIFIER, now, policy)
         # The automatic reply promises the first-response deadline (DOMAIN.md: a promise is kept).
         case._acknowledged(customer_id, case.sender, channel, case.first_response_due, list(suggested_faq_ids), now)
+        case._thank_for_suggestion(now, policy)
         if found.complaint:
             case._complaint_registered(customer_id, RULES_CLASSIFIER, now)
         return case
 
+    @staticmethod
+    def id_for_command(command_id: str) -> uuid.UUID:
+        """The id a case opened by command `command_id` gets: the same for every delivery."""
+        return uuid.uuid5(CASE_FROM_COMMAND_NAMESPACE, command_id)
+
     # commands
 
     def classify(self, department: str, priority: str, by: str, now: datetime, policy: ServicePolicy) -> None:
-        """Reclassify by hand; the SLA deadlines follow the new priority, counted from opening."""
+        """Reclassify by hand; the SLA deadlines follow the new priority (module docstring: from the
+        reclassification when it is more urgent)."""
         self._check_now(now)
         self._check_status("reclassify", "open")
         check_choice("department", department, DEPARTMENTS)
@@ -458,6 +509,7 @@ class Case(Aggregate):
         check_text("by", by)
         if (department, priority) != (self.department, self.priority):
             self._route(department, priority, [], by.strip(), now, policy)
+            self._thank_for_suggestion(now, policy)
 
     def assign(self, group: str, agent: str | None, now: datetime) -> None:
         """Assign to an agent group, and optionally to one agent in it."""
@@ -577,7 +629,7 @@ class Case(Aggregate):
     def _route(
         self, department: str, priority: str, matched: list[str], by: str, now: datetime, policy: ServicePolicy
     ) -> None:
-        first_due, resolution_due = policy.sla.deadlines(priority, self.opened_at)
+        first_due, resolution_due = self._deadlines(priority, now, policy)
         self._classified(self.customer_id, department, priority, matched, by, first_due, resolution_due, now)
         group = policy.routing.group_for(department, priority)
         if group != self.group:
@@ -586,6 +638,22 @@ class Case(Aggregate):
         top = len(ESCALATION_TIERS)
         if priority == "emergency" and self.escalation_level < top:
             self._escalated(self.customer_id, top, escalation_tier(top), "emergency priority", now)
+
+    def _deadlines(self, priority: str, now: datetime, policy: ServicePolicy) -> tuple[datetime, datetime]:
+        """(first response due, resolution due) for a (re)classification to `priority` at `now`."""
+        from_opening = policy.sla.deadlines(priority, self.opened_at)
+        if self.priority is None or PRIORITIES.index(priority) <= PRIORITIES.index(self.priority):
+            return from_opening
+        first_due, resolution_due = policy.sla.deadlines(priority, now)
+        return (
+            min(first_due, self.first_response_due or first_due),
+            min(resolution_due, self.resolution_due or resolution_due),
+        )
+
+    def _thank_for_suggestion(self, now: datetime, policy: ServicePolicy) -> None:
+        """A valuable suggestion not yet answered gets the prompt thank-you reply (its first response)."""
+        if self.priority == "valuable_suggestion" and self.first_response_at is None:
+            self._responded(self.customer_id, AUTO_REPLY_AGENT, policy.thank_you_reply, True, now)
 
     def _record_breaches(self, now: datetime) -> list[str]:
         if self.status != "open":
@@ -793,6 +861,82 @@ class CustomerSatisfaction(Aggregate):
         return satisfaction_index(self.scores.values())
 
 
+# --- surveys ------------------------------------------------------------------------------------
+
+class SurveyNotFoundError(NotFoundError):
+    """No survey has this id."""
+
+
+class SurveyStateError(RuleViolationError):
+    """The survey cannot be answered: it was answered already, or it is a case's (answered on the case)."""
+
+    def __init__(self, survey_id: uuid.UUID, why: str) -> None:
+        super().__init__(f"survey {survey_id}: {why}", survey_id=str(survey_id))
+
+
+class Survey(Aggregate):
+    """A satisfaction survey asked of a customer after a delivered order or a closed case: one per
+    subject (its id is derived from the subject), requested once, answered once."""
+
+    @staticmethod
+    def id_for(subject: str, subject_id: uuid.UUID) -> uuid.UUID:
+        """The id of the survey about `subject` `subject_id`."""
+        return uuid.uuid5(SERVICE_NAMESPACE, f"survey:{subject}:{subject_id}")
+
+    @classmethod
+    def create_id(cls, subject: str, subject_id: uuid.UUID) -> uuid.UUID:
+        """eventsourcing's hook: the id derived from the subject."""
+        return cls.id_for(subject, subject_id)
+
+    @event("Requested")
+    def __init__(self, subject: str, subject_id: uuid.UUID, customer_id: uuid.UUID | None, at: datetime) -> None:
+        self.subject = subject
+        self.subject_id = subject_id
+        self.customer_id = customer_id
+        self.requested_at = at
+        self.status = "requested"
+        self.score: int | None = None
+        self.comment: str | None = None
+        self.answered_at: datetime | None = None
+
+    @classmethod
+    def request(cls, subject: str, subject_id: uuid.UUID, customer_id: uuid.UUID | None, at: datetime) -> Survey:
+        """Ask for a survey about a delivered order or a closed case."""
+        check_choice("subject", subject, SURVEY_SUBJECTS)
+        if not isinstance(subject_id, uuid.UUID):
+            raise InvalidCaseDataError("subject_id", "must be a UUID")
+        check_aware(at)
+        return cls(subject=subject, subject_id=subject_id, customer_id=customer_id, at=at)
+
+    def answer(self, score: int, comment: str | None, now: datetime) -> None:
+        """Record the customer's answer to a delivery's survey: score 1-5 and a comment, once."""
+        check_aware(now)
+        check_score(score)
+        if comment is not None and not isinstance(comment, str):
+            raise InvalidCaseDataError("comment", "must be text")
+        if self.subject != "order":
+            raise SurveyStateError(self.id, "a case's survey is answered on the case")
+        if self.status != "requested":
+            raise SurveyStateError(self.id, "it was answered already")
+        self._answered(self.customer_id, self.subject, self.subject_id, score,
+                       comment.strip() if comment else None, max(now, self.requested_at))
+
+    @event("Answered")
+    def _answered(
+        self,
+        customer_id: uuid.UUID | None,
+        subject: str,
+        subject_id: uuid.UUID,
+        score: int,
+        comment: str | None,
+        at: datetime,
+    ) -> None:
+        self.status = "answered"
+        self.score = score
+        self.comment = comment
+        self.answered_at = at
+
+
 # --- FAQ ----------------------------------------------------------------------------------------
 
 def check_keywords(keywords: Any) -> list[str]:
@@ -821,16 +965,32 @@ class FaqArticle(Aggregate):
 
     @classmethod
     def draft(
-        cls, question: str, answer: str, keywords: list[str], department: str | None, now: datetime
+        cls,
+        question: str,
+        answer: str,
+        keywords: list[str],
+        department: str | None,
+        now: datetime,
+        article_id: uuid.UUID | None = None,
     ) -> FaqArticle:
-        """Draft a new article."""
+        """Draft a new article; with `article_id` (derived from the drafting command), a redelivered
+        command collides with its first run instead of drafting twice."""
         check_text("question", question, InvalidFaqDataError)
         check_text("answer", answer, InvalidFaqDataError)
         cleaned = check_keywords(keywords)
         if department is not None and department not in DEPARTMENTS:
             raise InvalidFaqDataError("department", f"must be one of {', '.join(DEPARTMENTS)}")
         check_aware(now, InvalidFaqDataError)
-        return cls(question.strip(), answer.strip(), cleaned, department, now)
+        facts: dict[str, Any] = {"question": question.strip(), "answer": answer.strip(), "keywords": cleaned,
+                                 "department": department, "at": now}
+        if article_id is None:
+            return cls(**facts)
+        return cls._create(cls.Drafted, id=article_id, **facts)  # type: ignore[attr-defined]
+
+    @staticmethod
+    def id_for_command(command_id: str) -> uuid.UUID:
+        """The id an article drafted by command `command_id` gets: the same for every delivery."""
+        return uuid.uuid5(FAQ_FROM_COMMAND_NAMESPACE, command_id)
 
     def revise(self, question: str, answer: str, keywords: list[str], now: datetime) -> None:
         """Rewrite a draft."""

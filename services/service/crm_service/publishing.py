@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from crm_contracts import service as contracts
 from crm_contracts.integration import IntegrationEvent, Translator, integration_event
-from crm_service.domain import Case, FaqArticle
+from crm_service.domain import Case, FaqArticle, Survey
 
 translator = Translator(origin="service")
 
@@ -285,6 +285,40 @@ def faq_used(event: FaqArticle.Used) -> IntegrationEvent:
             "customer_id": event.customer_id,
             "helpful": event.helpful,
             "used_at": event.at,
+        },
+        customer_id=event.customer_id,
+    )
+
+
+@translator.translates(Survey.Requested)
+def survey_requested(event: Survey.Requested) -> IntegrationEvent:
+    """Survey.Requested as `survey_requested` v1: a survey asked after a delivery or a closed case."""
+    return integration_event(
+        contracts.SurveyRequestedV1,
+        {
+            "survey_id": event.originator_id,
+            "customer_id": event.customer_id,
+            "subject": event.subject,
+            "subject_id": event.subject_id,
+            "requested_at": event.at,
+        },
+        customer_id=event.customer_id,
+    )
+
+
+@translator.translates(Survey.Answered)
+def survey_answered(event: Survey.Answered) -> IntegrationEvent:
+    """Survey.Answered as `survey_answered` v1: a delivered order's survey score."""
+    return integration_event(
+        contracts.SurveyAnsweredV1,
+        {
+            "survey_id": event.originator_id,
+            "customer_id": event.customer_id,
+            "subject": event.subject,
+            "subject_id": event.subject_id,
+            "score": event.score,
+            "comment": event.comment,
+            "answered_at": event.at,
         },
         customer_id=event.customer_id,
     )

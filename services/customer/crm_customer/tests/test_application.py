@@ -98,10 +98,85 @@ def test_feed_publishes_every_customer_event_with_metadata_and_a_previous_chain(
 def test_a_registration_delivered_twice_registers_once(customers):
     from crm_customer.domain import Customer
 
-    customer_id = Customer.id_for_registration("caller:key-1")
-    first = customers.register("Li Na", "li.na@example.com", customer_id=customer_id)
-    again = customers.register("Li Na", "li.na@example.com", customer_id=customer_id)
-    assert again.id == first.id == customer_id and again.version == 1
-    assert customers.holder_of("li.na@example.com") == customer_id
+    first = customers.register("Li Na", "li.na@example.com", command_id="command-1")
+    again = customers.register("Li Na", "li.na@example.com", command_id="command-1")
+    assert again.id == first.id == Customer.id_for_registration("command-1") and again.version == 1
+    assert customers.holder_of("li.na@example.com") == first.id
     with pytest.raises(EmailTakenError):
-        customers.register("Li Na", "li.na@example.com", customer_id=Customer.id_for_registration("caller:key-2"))
+        customers.register("Li Na", "li.na@example.com", command_id="command-2")
+
+
+# Each customer command with a command id, and what the customer looks like after it ran once.
+COMMANDS = {
+    "change_profile": (lambda app, cid, command_id: app.change_profile(cid, None, {"company": "Acme"}, command_id),
+                       lambda customer: customer.company == "Acme"),
+    "record_consent": (lambda app, cid, command_id: app.record_consent(cid, "email", True, "web",
+                                                                       command_id=command_id),
+                       lambda customer: customer.consents["email"]["granted"] is True),
+    "set_credit_rating": (lambda app, cid, command_id: app.set_credit_rating(cid, "AA", command_id=command_id),
+                          lambda customer: customer.credit_rating == "AA"),
+    "grade": (lambda app, cid, command_id: app.grade(cid, 5, 4, 4, command_id=command_id),
+              lambda customer: customer.grade == "key"),
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_a_command_id_applied_twice_changes_the_customer_once_and_answers_the_current_state(customers, command):
+    run, took_effect = COMMANDS[command]
+    customer = customers.register("Li Na", "li.na@example.com", command_id="register")
+    first = run(customers, customer.id, "command-1")
+    customers.change_profile(customer.id, None, {"phone": "+86 10 5555 0101"}, "meanwhile")
+    again = run(customers, customer.id, "command-1")  # redelivered, or retried after a lost reply
+    assert took_effect(first) and first.version == 2
+    assert (again.version, again.phone) == (3, "+86 10 5555 0101")  # the customer as it is now
+    assert customers.customer(customer.id).version == 3
+
+
+def test_a_retry_with_the_if_match_of_the_first_attempt_answers_the_current_state_not_412(customers):
+    customer = customers.register("Li Na", "li.na@example.com")
+    customers.change_profile(customer.id, 1, {"company": "Acme"}, command_id="patch-1")
+    again = customers.change_profile(customer.id, 1, {"company": "Acme"}, command_id="patch-1")
+    assert (again.version, again.company) == (2, "Acme")
+    with pytest.raises(StaleVersionError):  # another command with that version is still stale
+        customers.change_profile(customer.id, 1, {"company": "Acme"}, command_id="patch-2")
+
+
+def test_processed_commands_are_never_published(customers):
+    customer = customers.register("Li Na", "li.na@example.com", command_id="register")
+    customers.record_consent(customer.id, "email", True, "web", command_id="consent")
+    customers.record_consent(customer.id, "email", True, "web", command_id="consent")
+    envelopes = EventFeed(customers, translator).events_since(0, 100)
+    assert [e["type"] for e in envelopes] == ["customer_registered", "customer_consent_changed"]
+
+
+def test_changing_phone_releases_the_old_number_and_a_customer_keeps_an_email_or_a_phone(customers):
+    from crm_customer.domain import InvalidCustomerDataError, PhoneTakenError
+
+    by_phone = customers.register("Wang Wei", None, phone="+86 10 5555 0101")
+    customers.register("Li Na", "li.na@example.com", phone="+86 10 5555 0199")
+    with pytest.raises(PhoneTakenError):
+        customers.change_profile(by_phone.id, None, {"phone": "+86 10 5555 0199"})
+    customers.change_profile(by_phone.id, None, {"phone": "+86 (10) 5555-0101"})  # the same number, rewritten
+    assert customers.holder_of_phone("+861055550101") == by_phone.id
+    customers.change_profile(by_phone.id, None, {"phone": "+86 10 5555 0102"})
+    assert customers.holder_of_phone("+861055550101") is None
+    assert customers.holder_of_phone("+861055550102") == by_phone.id
+    with pytest.raises(InvalidCustomerDataError):
+        customers.change_profile(by_phone.id, None, {"phone": None})
+
+
+def test_an_address_is_kept_per_kind_and_published_for_order(customers):
+    from tests.support.publishing import assert_published_under_contracts
+
+    customer = customers.register("Li Na", "addr@example.com")
+    home = {"recipient": "Li Na", "line1": "88 Jianguo Road", "line2": None, "city": "Beijing", "region": None,
+            "postal_code": "100022", "country": "CN", "phone": None}
+    customers.set_address(customer.id, "shipping", home, command_id="c-1")
+    customers.set_address(customer.id, "shipping", home, command_id="c-1")  # a retried command: once
+    assert customers.customer(customer.id).addresses["shipping"]["address"] == home
+    assert customers.customer(customer.id).version == 2
+    envelopes = EventFeed(customers, translator).events_since(0, 100)
+    assert [e["type"] for e in envelopes] == ["customer_registered", "customer_address_changed"]
+    assert_published_under_contracts(envelopes, "customer")
+    with pytest.raises(Exception, match="kind"):
+        customers.set_address(customer.id, "holiday", home)

@@ -9,7 +9,7 @@ from nameko.testing.services import worker_factory
 
 from crm_contracts.errors import InvalidRequestError
 from crm_customer.application import Customers
-from crm_customer.domain import EmailTakenError
+from crm_customer.domain import EmailTakenError, PhoneTakenError
 from crm_customer.service import CustomerService
 from crm_runtime.nameko.rpc import as_service_error
 
@@ -30,6 +30,23 @@ def test_profile_change_takes_the_expected_version(service):
     registered = service.register({"name": "Li Na", "email": "li.na@example.com"})
     changed = service.change_profile(registered["id"], {"company": "Acme"}, expected_version=1)
     assert (changed["company"], changed["version"]) == ("Acme", 2)
+
+
+@pytest.mark.parametrize(
+    ("method", "args"),
+    [
+        ("change_profile", ({"company": "Acme"}, None)),
+        ("record_consent", ("sms", {"granted": True, "source": "shop"})),
+        ("set_credit_rating", ({"rating": "AA"},)),
+        ("grade", ({"value": 5, "structure": 3, "loyalty": 4},)),
+    ],
+)
+def test_a_command_delivered_twice_takes_effect_once(service, method, args):
+    registered = service.register({"name": "Li Na", "email": "li.na@example.com"}, "register-1")
+    assert service.register({"name": "Li Na", "email": "li.na@example.com"}, "register-1") == registered
+    first = getattr(service, method)(registered["id"], *args, command_id="command-1")
+    again = getattr(service, method)(registered["id"], *args, command_id="command-1")
+    assert first == again and again["version"] == 2
 
 
 @pytest.mark.parametrize(
@@ -62,3 +79,11 @@ def test_an_id_that_is_not_a_uuid_is_invalid_input_not_a_crash(service):
     with pytest.raises(InvalidRequestError) as raised:
         service.get("not-a-uuid")
     assert raised.value.details["fields"] == {"customer_id": ["must be a UUID"]}
+
+
+def test_a_customer_registers_by_phone_alone_and_a_phone_belongs_to_one_customer(service):
+    registered = service.register({"name": "Wang Wei", "phone": "+86 10 5555 0101"}, "register-1")
+    assert (registered["email"], registered["phone"]) == (None, "+86 10 5555 0101")
+    with pytest.raises(PhoneTakenError) as raised:
+        service.register({"name": "Someone Else", "email": "s@example.com", "phone": "+86 (10) 5555-0101"})
+    assert as_service_error(raised.value).code == "conflict"

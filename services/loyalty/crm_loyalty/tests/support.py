@@ -48,7 +48,8 @@ def state(account: Account) -> dict[str, Any]:
     return {
         name: getattr(account, name)
         for name in ("id", "version", "customer_id", "currency", "tier", "lots", "spends", "earned_orders",
-                     "redemptions", "benefits", "points_earned", "points_redeemed", "points_expired")
+                     "redemptions", "benefits", "points_earned", "points_redeemed", "points_expired",
+                     "earnings", "points_taken_back", "points_owed")
     }
 
 

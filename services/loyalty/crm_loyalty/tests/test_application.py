@@ -9,7 +9,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from crm_contracts.errors import StaleVersionError
-from crm_loyalty.domain import AccountNotFoundError, AlreadyEnrolledError, InsufficientPointsError
+from crm_loyalty.domain import Account, AccountNotFoundError, AlreadyEnrolledError, InsufficientPointsError
 from crm_loyalty.tests.support import T0, days
 
 
@@ -95,6 +95,33 @@ def test_granting_a_benefit_is_kept(accounts, customer_id):
     )
     (benefit,) = accounts.account(customer_id).benefits
     assert (benefit["benefit_id"], benefit["level"], benefit["granted_at"]) == (benefit_id, "structural", T0)
+
+
+def test_a_redemption_repeated_under_its_command_id_spends_the_points_once(accounts, customer_id):
+    accounts.earn(customer_id, uuid4(), Decimal("300.00"), "CNY", T0, now=T0)
+    first, redemption_id = accounts.redeem(customer_id, "MUG", 250, now=T0, expected_version=2, command_id="k:1")
+    # The retry carries the version its caller saw before the first run: it still answers that run.
+    again, again_id = accounts.redeem(customer_id, "MUG", 250, now=T0, expected_version=2, command_id="k:1")
+    assert again_id == redemption_id == Account.id_for_redemption("k:1")
+    loaded = accounts.account(customer_id)
+    assert (loaded.balance, loaded.version, len(loaded.redemptions)) == (50, first.version, 1)
+
+
+def test_a_racing_delivery_of_a_redemption_finds_its_entry_and_spends_nothing_more(accounts, customer_id):
+    accounts.earn(customer_id, uuid4(), Decimal("300.00"), "CNY", T0, now=T0)
+    winner = accounts.account(customer_id)
+    winner.redeem(accounts.programme, "MUG", 250, T0, Account.id_for_redemption("k:1"))
+    accounts.save(winner)  # stored without the command's marker: this delivery will run the command again
+    account, redemption_id = accounts.redeem(customer_id, "MUG", 250, now=T0, command_id="k:1")
+    assert redemption_id == Account.id_for_redemption("k:1")
+    assert (account.balance, len(account.redemptions)) == (50, 1)
+
+
+def test_a_benefit_grant_repeated_under_its_command_id_grants_once(accounts, customer_id):
+    _, benefit_id = accounts.grant_benefit(customer_id, "social", "personal_call", "call", now=T0, command_id="k:1")
+    _, again_id = accounts.grant_benefit(customer_id, "social", "personal_call", "call", now=T0, command_id="k:1")
+    assert again_id == benefit_id == Account.id_for_benefit("k:1")
+    assert len(accounts.account(customer_id).benefits) == 1
 
 
 def test_a_stale_expected_version_changes_nothing(accounts, customer_id):

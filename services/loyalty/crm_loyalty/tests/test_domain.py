@@ -10,6 +10,7 @@ import pytest
 
 from crm_loyalty.domain import (
     Account,
+    DuplicateEntryError,
     InsufficientPointsError,
     InvalidLoyaltyDataError,
     OrderAlreadyEarnedError,
@@ -49,7 +50,7 @@ def test_earning_gives_whole_points_at_the_tier_rate_in_a_lot_that_expires():
     assert (earned.points, earned.tier, earned.points_per_unit, earned.balance) == (99, "bronze", Decimal("1"), 99)
     assert account.lots == [
         {"order_id": order_id, "earned_at": T0, "expires_at": T0 + days(60), "points": 99, "remaining": 99,
-         "redeemed": 0, "expired": 0}
+         "redeemed": 0, "expired": 0, "taken_back": 0}
     ]
 
 
@@ -74,7 +75,7 @@ def test_the_same_order_with_another_amount_is_a_conflict():
 
 @pytest.mark.parametrize(
     ("amount", "currency", "field"),
-    [(Decimal("-1.00"), "CNY", "amount"), (Decimal("10.00"), "USD", "currency")],
+    [(Decimal("-1.00"), "CNY", "amount"), (Decimal("10.00"), "XAF", "currency")],  # XAF: no rate in the programme
 )
 def test_earning_with_bad_input_names_the_field_and_changes_nothing(amount, currency, field):
     account = an_account()
@@ -232,6 +233,35 @@ def test_granting_a_benefit_records_it():
         benefit_id, "social", "personal_call", "complaint"
     )
     assert account.has_benefit("social", "personal_call")
+
+
+def test_a_redemption_the_account_already_has_is_answered_not_made_again():
+    account = an_account()
+    account.earn(PROGRAMME, uuid4(), Decimal("300.00"), "CNY", T0, T0)
+    redemption_id = Account.id_for_redemption("client:key-1")
+    assert account.redeem(PROGRAMME, "MUG", 250, T0, redemption_id) == redemption_id
+    account.collect_events()
+    # Checked before the balance: only 50 points are left, the repeat still answers the first redemption.
+    assert account.redeem(PROGRAMME, " MUG ", 250, T0 + days(1), redemption_id) == redemption_id
+    assert account.collect_events() == [] and account.balance == 50
+    with pytest.raises(DuplicateEntryError):
+        account.redeem(PROGRAMME, "MUG", 10, T0, redemption_id)
+
+
+def test_a_benefit_the_account_already_has_is_answered_not_granted_again():
+    account = an_account()
+    benefit_id = Account.id_for_benefit("client:key-1")
+    assert account.grant_benefit("social", "personal_call", "call", T0, "complaint", benefit_id) == benefit_id
+    account.collect_events()
+    assert account.grant_benefit("social", "personal_call", "call", T0 + days(1), "complaint", benefit_id) == benefit_id
+    assert account.collect_events() == [] and len(account.benefits) == 1
+    with pytest.raises(DuplicateEntryError):
+        account.grant_benefit("financial", "voucher", "100 off", T0, None, benefit_id)
+
+
+def test_ids_derived_from_command_ids_differ_by_kind_and_by_command():
+    assert Account.id_for_redemption("k") == Account.id_for_redemption("k")
+    assert len({Account.id_for_redemption("k"), Account.id_for_benefit("k"), Account.id_for_redemption("j")}) == 3
 
 
 def test_an_account_is_rebuilt_identically_from_its_events():

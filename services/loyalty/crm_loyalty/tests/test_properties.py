@@ -191,3 +191,57 @@ def test_more_spend_never_means_a_lower_tier_or_fewer_points(low, high):
     assert PROGRAMME.rank(PROGRAMME.tier_for(low).name) <= PROGRAMME.rank(PROGRAMME.tier_for(high).name)
     for tier in PROGRAMME.tiers:
         assert 0 <= PROGRAMME.points_for(low, tier) <= PROGRAMME.points_for(high, tier)
+
+
+ORDERS = 6
+STEP = st.one_of(
+    st.tuples(st.just("earn"), st.integers(0, ORDERS - 1), CENTS, st.sampled_from(["CNY", "USD", "EUR"])),
+    st.tuples(st.just("redeem"), st.integers(1, 30_000)),
+    st.tuples(st.just("refund"), st.integers(0, ORDERS - 1), st.integers(0, 100), st.integers(0, 2)),
+    st.tuples(st.just("wait"), st.integers(0, 40)),
+)
+
+
+@given(st.lists(STEP, max_size=40))
+def test_taking_points_back_never_shows_a_negative_balance_and_owes_the_rest(steps):
+    """Earnings (in several currencies), redemptions, refunds (some resent) and time in any order: the
+    balance never goes below zero and adds up; each order loses at most the points it earned, exactly
+    all of them once fully refunded; what could not be taken is owed until earnings settle it; the
+    events rebuild the account."""
+    account = Account.enrol(uuid4(), PROGRAMME, T0)
+    events: list[Any] = list(account.collect_events())
+    order_ids = [uuid4() for _ in range(ORDERS)]
+    paid: dict[UUID, tuple[Decimal, str]] = {}
+    refunded: dict[UUID, Decimal] = {}
+    now = T0
+    for step in steps:
+        if step[0] == "earn" and order_ids[step[1]] not in paid:
+            order_id, amount, currency = order_ids[step[1]], step[2], step[3]
+            account.earn(PROGRAMME, order_id, amount, currency, now, now)
+            paid[order_id] = (amount, currency)
+        elif step[0] == "redeem" and step[1] <= account.available(now):
+            account.redeem(PROGRAMME, "REWARD", step[1], now)
+        elif step[0] == "refund" and order_ids[step[1]] in paid:
+            order_id = order_ids[step[1]]
+            amount, currency = paid[order_id]
+            refund = (amount * step[2] / 100).quantize(Decimal("0.01"))
+            reversal = f"return:{step[3]}"
+            first = reversal not in account.earnings[order_id]["reversals"]
+            account.take_back(PROGRAMME, order_id, reversal, refund, currency, now)
+            if first:
+                refunded[order_id] = min(refunded.get(order_id, Decimal(0)) + refund, amount)
+        elif step[0] == "wait":
+            now += days(step[1])
+        events.extend(account.collect_events())
+        assert account.balance >= 0 and account.points_owed >= 0
+        assert all(lot["remaining"] >= 0 for lot in account.lots)
+        assert account.balance == (account.points_earned - account.points_redeemed - account.points_expired
+                                   - account.points_taken_back)
+        for order_id, earning in account.earnings.items():
+            assert 0 <= earning["taken_back"] <= earning["points"]
+            if refunded.get(order_id) == paid[order_id][0]:
+                assert earning["taken_back"] == earning["points"]
+    taken = sum(e.points for e in events if isinstance(e, Account.PointsTakenBack))
+    settled = sum(getattr(e, "debt_settled", 0) for e in events if isinstance(e, Account.PointsEarned))
+    assert account.points_owed == taken - (account.points_taken_back - settled) - settled
+    assert state(replay(events)) == state(account)

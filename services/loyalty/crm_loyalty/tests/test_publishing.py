@@ -17,7 +17,7 @@ from tests.support.publishing import assert_published_under_contracts, domain_ev
 
 PUBLISHED = {
     "loyalty_account_enrolled", "points_earned", "points_redeemed", "points_expired", "tier_changed",
-    "retention_benefit_granted",
+    "retention_benefit_granted", "points_taken_back",
 }
 
 
@@ -37,6 +37,7 @@ def envelopes(accounts, customer_id):
     accounts.redeem(customer_id, "VOUCHER-100", 1000, now=T0 + days(1))
     accounts.grant_benefit(customer_id, "social", "personal_call", "thank-you call", "first order", now=T0 + days(2))
     accounts.expire(customer_id, now=T0 + days(60))
+    accounts.take_back_points(customer_id, order_id, "return:R1", Decimal("600.00"), "CNY", T0 + days(61))
     return EventFeed(accounts, translator).events_since(0, 1000)
 
 
@@ -53,7 +54,7 @@ def test_every_payload_validates_against_its_contract(envelopes, customer_id):
 def test_the_feed_tells_the_story_in_order(envelopes):
     assert [e["type"] for e in envelopes] == [
         "loyalty_account_enrolled", "points_earned", "tier_changed", "retention_benefit_granted",
-        "points_redeemed", "retention_benefit_granted", "points_expired", "tier_changed",
+        "points_redeemed", "retention_benefit_granted", "points_expired", "tier_changed", "points_taken_back",
     ]
     payloads = [e["payload"] for e in envelopes]
     assert (payloads[1]["points"], payloads[1]["balance"], payloads[1]["amount"]) == (1200, 1200, "1200.00")
@@ -61,6 +62,9 @@ def test_the_feed_tells_the_story_in_order(envelopes):
     assert (payloads[4]["points"], payloads[4]["balance"]) == (1000, 200)
     assert (payloads[6]["points"], payloads[6]["balance"], len(payloads[6]["lots"])) == (200, 0, 1)
     assert (payloads[7]["to_tier"], payloads[7]["direction"], payloads[7]["reason"]) == ("bronze", "down", "expire")
+    # Half the order refunded: half its points, all spent or expired already, become a debt.
+    taken = payloads[8]
+    assert (taken["points"], taken["owed"], taken["lots"], taken["balance"]) == (600, 600, [], 0)
 
 
 def test_every_public_domain_event_has_a_translation():

@@ -12,10 +12,12 @@ import pytest
 from crm_contracts.errors import StaleVersionError
 from crm_marketing.application import Marketing
 from crm_marketing.domain import (
+    Campaign,
     CampaignNotFoundError,
     CampaignStatusError,
     InvalidCampaignDataError,
     InvalidLeadDataError,
+    Lead,
     LeadClosedError,
     LeadNotFoundError,
 )
@@ -192,3 +194,31 @@ def test_concurrent_captures_for_one_campaign_are_all_counted(marketing, campaig
     with ThreadPoolExecutor(6) as pool:
         leads = list(pool.map(lambda i: capture(marketing, campaign_id, f"Racer {i}"), range(6)))
     assert sorted(marketing.campaign(campaign_id).lead_ids) == sorted(lead.id for lead in leads)
+
+
+def test_a_plan_with_a_command_derived_id_redelivered_answers_the_first_campaign(marketing):
+    campaign_id = Campaign.id_for_plan("caller:key-1")
+    plan = ("Spring", "leads", {"industries": ["retail"]}, ["email"], date(2027, 3, 1), date(2027, 4, 30),
+            Decimal("10.00"), "CNY")
+    first = marketing.plan_campaign(*plan, campaign_id=campaign_id)
+    marketing.launch_campaign(campaign_id)
+    again = marketing.plan_campaign(*plan, campaign_id=campaign_id)
+    assert (again.id, again.version, again.status) == (first.id, 2, "active")
+
+
+def test_a_capture_with_a_command_derived_id_redelivered_answers_the_first_lead(marketing, campaign_id):
+    lead_id = Lead.id_for_capture("caller:lead-1")
+    first = capture(marketing, campaign_id, lead_id=lead_id)
+    again = capture(marketing, campaign_id, lead_id=lead_id)
+    assert again.id == first.id == lead_id
+    assert marketing.campaign(campaign_id).lead_ids == [lead_id]
+
+
+def test_responses_and_engagements_of_one_command_count_once(marketing, campaign_id):
+    marketing.record_response(campaign_id, "email", 5, NOW, command_id="r1")
+    marketing.record_response(campaign_id, "email", 5, NOW, expected_version=1, command_id="r1")
+    assert marketing.campaign_results(campaign_id).responses == 5
+    lead = capture(marketing, campaign_id)
+    marketing.record_engagement(lead.id, "reply", NOW, command_id="e1")
+    marketing.record_engagement(lead.id, "reply", NOW, command_id="e1")
+    assert len(marketing.lead(lead.id).engagements) == 1

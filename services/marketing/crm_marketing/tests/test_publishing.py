@@ -10,7 +10,7 @@ import pytest
 
 from crm_contracts.catalog import catalog
 from crm_marketing.application import Marketing
-from crm_marketing.domain import Campaign, Lead
+from crm_marketing.domain import Campaign, CustomerAttribution, Lead
 from crm_marketing.publishing import translator
 from crm_runtime.feed import EventFeed
 from tests.support.publishing import assert_published_under_contracts, domain_event_classes
@@ -37,7 +37,11 @@ INTERNAL = {
     Campaign.QualifiedLeadCounted,
     Campaign.ConversionCounted,
     Campaign.RevenueAttributed,
+    Campaign.OrderRevenueAttributed,
     Lead.EngagementRecorded,
+    Lead.CustomerLinked,
+    CustomerAttribution.Started,
+    CustomerAttribution.LeadLinked,
 }
 
 
@@ -106,7 +110,7 @@ def test_campaign_closed_publishes_the_results_at_closing(envelopes):
 
 
 def test_every_domain_event_is_either_published_or_declared_internal():
-    domain_events = domain_event_classes(Campaign, Lead)
+    domain_events = domain_event_classes(Campaign, Lead, CustomerAttribution)
     published = set(translator.published_classes)
     assert published.isdisjoint(INTERNAL)
     assert domain_events == published | INTERNAL

@@ -11,7 +11,7 @@ import pytest
 
 from crm_contracts.errors import CrmError, StaleVersionError
 from crm_order.application import Orders
-from crm_order.domain import OrderAlreadyPlacedError, OrderNotFoundError, OverpaymentError
+from crm_order.domain import Order, OrderAlreadyPlacedError, OrderNotFoundError, OverpaymentError
 from crm_order.tests.support import ADDRESS, assert_invariants, order_lines
 
 TOTAL = Decimal("12400.00")
@@ -70,6 +70,36 @@ def test_an_opportunity_becomes_one_order_only(orders):
     with pytest.raises(OrderAlreadyPlacedError) as raised:
         place(orders, opportunity_id=opportunity)
     assert raised.value.details["existing_order_id"] == str(first.id)
+
+
+def test_placing_with_a_command_id_twice_places_one_order(orders):
+    first = place(orders, command_id="client:key-1")
+    head = orders.recorder.max_notification_id()
+    again = place(orders, command_id="client:key-1")
+    assert again.id == first.id == Order.id_for_command("client:key-1")
+    assert orders.recorder.max_notification_id() == head
+
+
+def test_a_racing_delivery_of_a_placement_answers_the_order_the_winner_placed(orders):
+    # The winner's order is stored but this delivery did not see it processed: its save collides.
+    winner = Order.place(uuid4(), "CNY", order_lines(), ADDRESS, order_id=Order.id_for_command("client:key-1"))
+    orders.save(winner)
+    assert place(orders, command_id="client:key-1").customer_id == winner.customer_id
+
+
+def test_a_repeated_command_on_an_order_answers_it_as_it_is(orders):
+    order = place(orders)
+    confirmed = orders.confirm(order.id, expected_version=1, command_id="c-1")
+    again = orders.confirm(order.id, expected_version=1, command_id="c-1")
+    assert (again.version, again.status) == (confirmed.version, "confirmed")
+
+
+def test_a_placement_from_an_opportunity_repeated_under_its_command_id_answers_the_order(orders):
+    opportunity = uuid4()
+    first = place(orders, opportunity_id=opportunity, command_id="policy:sales:42")
+    assert place(orders, opportunity_id=opportunity, command_id="policy:sales:42").id == first.id
+    with pytest.raises(OrderAlreadyPlacedError):
+        place(orders, opportunity_id=opportunity, command_id="another-command")
 
 
 def test_a_stale_expected_version_changes_nothing(orders):

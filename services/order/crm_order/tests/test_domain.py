@@ -261,10 +261,12 @@ def test_cancelling_before_shipping_carries_the_reason_and_what_was_paid():
     order.record_payment("P1", Decimal("100.00"), "CNY", "card")
     order.collect_events()
     order.cancel("  customer changed their mind ")
-    (cancelled,) = order.collect_events()
+    cancelled, refunded = order.collect_events()
     assert (cancelled.reason, cancelled.amount_paid, order.status) == (
         "customer changed their mind", Decimal("100.00"), "cancelled"
     )
+    assert isinstance(refunded, Order.Refunded)
+    assert (refunded.amount, refunded.refunded_total, order.refunded) == (Decimal("100.00"),) * 3
     with pytest.raises(IllegalTransitionError):
         order.cancel("again")
     with pytest.raises(IllegalTransitionError):

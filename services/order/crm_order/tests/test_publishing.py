@@ -18,7 +18,7 @@ from tests.support.publishing import assert_published_under_contracts, domain_ev
 
 PUBLISHED = {
     "order_placed", "order_confirmed", "order_shipped", "order_delivered", "order_payment_recorded",
-    "order_paid", "order_cancelled", "order_return_recorded",
+    "order_paid", "order_cancelled", "order_return_recorded", "order_refunded", "order_shipping_address_set",
 }
 
 
@@ -31,7 +31,8 @@ def orders(event_store_env):
 
 @pytest.fixture
 def envelopes(orders):
-    """The feed after one order went the whole way and another was cancelled."""
+    """The feed after one order went the whole way, another was cancelled, a third was cancelled after
+    payment (and refunded), and a fourth was placed without an address and given one."""
     customer = uuid4()
     order = orders.place(customer, "CNY", order_lines(), ADDRESS, opportunity_id=uuid4(), quote_id=uuid4())
     orders.confirm(order.id, "ERP-SO-1")
@@ -44,6 +45,11 @@ def envelopes(orders):
     orders.record_return(order.id, "R1", {"DAY": 1}, Decimal("800.00"), "CNY", "not needed")
     cancelled = orders.place(customer, "CNY", order_lines(), ADDRESS)
     orders.cancel(cancelled.id, "customer changed their mind")
+    refunded = orders.place(customer, "CNY", order_lines(), ADDRESS)
+    orders.record_payment(refunded.id, "P3", Decimal("12400.00"), "CNY", "card")
+    orders.cancel(refunded.id, "out of stock")
+    addressless = orders.place(customer, "CNY", order_lines())
+    orders.set_shipping_address(addressless.id, ADDRESS)
     return EventFeed(orders, translator).events_since(0, 1000)
 
 
@@ -62,10 +68,14 @@ def test_the_feed_tells_the_story_in_order(envelopes):
         "order_placed", "order_confirmed", "order_payment_recorded", "order_shipped", "order_shipped",
         "order_delivered", "order_delivered", "order_payment_recorded", "order_paid", "order_return_recorded",
         "order_placed", "order_cancelled",
+        "order_placed", "order_payment_recorded", "order_paid", "order_cancelled", "order_refunded",
+        "order_placed", "order_shipping_address_set",
     ]
     by_type = {e["type"]: e["payload"] for e in envelopes}
+    assert (by_type["order_refunded"]["amount"], by_type["order_refunded"]["reason"]) == ("12400.00", "out of stock")
+    assert envelopes[-2]["payload"]["shipping_address"] is None
     assert by_type["order_paid"]["amount"] == "12400.00" and by_type["order_paid"]["currency"] == "CNY"
-    assert by_type["order_placed"]["shipping_address"]["city"] == "Beijing"
+    assert envelopes[0]["payload"]["shipping_address"]["city"] == "Beijing"
     assert [e["payload"]["fully_delivered"] for e in envelopes if e["type"] == "order_delivered"] == [False, True]
     assert by_type["order_return_recorded"]["refund"] == "800.00"
 

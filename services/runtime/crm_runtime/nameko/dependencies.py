@@ -1,5 +1,6 @@
-"""nameko DependencyProviders: the event-sourced application with its outbox relay, and the inbox
-consumer of a read model. Each reports its health to the Health provider."""
+"""nameko DependencyProviders: the event-sourced application with its outbox relay, the inbox consumer
+of a read model, and the policy consumer of a service's reactions. Each reports its health to the
+Health provider."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import psycopg2
 import psycopg2.pool
+from nameko.exceptions import RemoteError, UnknownService
 from nameko.extensions import DependencyProvider
 from nameko.standalone.rpc import ClusterRpcProxy
 
@@ -18,7 +20,9 @@ from crm_runtime import config
 from crm_runtime.consumer import EnvelopeConsumer
 from crm_runtime.eventstore import CommandMetadata, ServiceApplication, use_metadata
 from crm_runtime.feed import EventFeed
-from crm_runtime.inbox import ApplyBatch, Inbox
+from crm_runtime.inbox import ApplyBatch, FeedUnavailableError, Inbox, Outcome, connection_usable
+from crm_runtime.nameko.client import HttpTransport, service_urls
+from crm_runtime.policy import Policies, PolicyInbox
 from crm_runtime.relay import OutboxRelay
 
 log = logging.getLogger(__name__)
@@ -94,19 +98,21 @@ class EventSourcedApplication(DependencyProvider):
             "event_store": database,
             "log_head": head,
             "relay": {"leader": stats.is_leader, "published": stats.published, "position": stats.position,
-                      "unroutable": stats.unroutable, "last_error": stats.last_error},
+                      "unroutable": stats.unroutable, "parked": stats.parked, "errors": stats.errors,
+                      "last_error": stats.last_error},
         }
 
 
 class InboxConsumer(DependencyProvider):
     """Consumes the service's queue into a read model through an Inbox (exactly-once, in order).
 
-    Gaps are pulled from the origins' `events_since` over RPC; every origin is also caught up at start
-    and every CATCH_UP_INTERVAL seconds, so an event published before this queue existed is not lost.
+    Gaps are pulled from the origins' `events_since` (over HTTP where CRM_<ORIGIN>_URLS names the
+    origin's addresses, else over RPC); every origin is also caught up at start and every
+    CATCH_UP_INTERVAL seconds, so an event published before this queue existed is not lost.
     """
 
     def __init__(
-        self, queue: str, bindings: list[str], origins: list[str], schema: str, apply_batch: ApplyBatch
+        self, queue: str, bindings: list[str], origins: list[str], schema: str, apply_batch: ApplyBatch | None
     ) -> None:
         self.queue = queue
         self.bindings = bindings
@@ -116,11 +122,16 @@ class InboxConsumer(DependencyProvider):
         self._stopping = threading.Event()
         self.consumer: EnvelopeConsumer | None = None
         self._proxy: Any = None
+        self._feeds: dict[str, HttpTransport] = {}
 
-    def setup(self) -> None:
-        inbox = Inbox(config.postgres_dsn(self.schema), self.apply_batch, fetch=self.fetch)
+    def make_inbox(self) -> Any:
+        """The inbox this consumer applies envelopes through (built at start, once every provider is set up)."""
+        assert self.apply_batch is not None
+        return Inbox(config.postgres_dsn(self.schema), self.apply_batch, fetch=self.fetch)
+
+    def start(self) -> None:
         self.consumer = EnvelopeConsumer(
-            inbox,
+            self.make_inbox(),
             self.container.config["AMQP_URI"],
             self.queue,
             self.bindings,
@@ -128,20 +139,23 @@ class InboxConsumer(DependencyProvider):
             batch_size=int(config.setting("INBOX_BATCH_SIZE", "500")),
             catch_up=self._catch_up,
             catch_up_interval=float(config.setting("CATCH_UP_INTERVAL", "30")),
+            heartbeat=self.container.config.get("HEARTBEAT"),  # nameko's own (AMQP_HEARTBEAT), else that
         )
-
-    def start(self) -> None:
         self.container.spawn_managed_thread(self._consume, identifier="inbox")
 
     def _consume(self) -> None:
-        try:
-            self.consumer.run(self._stopping)  # type: ignore[union-attr]
-        finally:
-            # The RPC client belongs to this green thread: closed here, never from stop(), which
-            # runs in another green thread and could interrupt a pull in flight.
-            if self._proxy is not None:
-                self._proxy = None
-                self._proxy_runner.stop()
+        # nameko kills the whole container when a managed thread raises: nothing may escape here.
+        consumer = self.consumer
+        assert consumer is not None  # built in setup()
+        while not self._stopping.is_set():
+            try:
+                consumer.run(self._stopping)
+            except Exception:  # noqa: BLE001 - run() should not raise; if it does, consume again
+                log.exception("the inbox consumer of %s stopped unexpectedly; restarting it", self.queue)
+                self._stopping.wait(5.0)
+        # The RPC client belongs to this green thread: closed here, never from stop(), which
+        # runs in another green thread and could interrupt a pull in flight.
+        self._close_proxy()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -153,81 +167,184 @@ class InboxConsumer(DependencyProvider):
         return self.consumer  # type: ignore[return-value]
 
     def fetch(self, origin: str, position: int, limit: int) -> list[dict[str, Any]]:
+        urls = service_urls(origin)
+        if urls:
+            feed = self._feeds.get(origin) or self._feeds.setdefault(origin, HttpTransport(origin, urls))
+            return feed.call("events_since", (position, limit), {}, {}, timeout=30.0)  # type: ignore[no-any-return]
         if self._proxy is None:
             self._proxy_runner = ClusterRpcProxy(self.container.config, timeout=30)
             self._proxy = self._proxy_runner.start()
-        return getattr(self._proxy, origin).events_since(position, limit)  # type: ignore[no-any-return]
+        try:
+            return getattr(self._proxy, origin).events_since(position, limit)  # type: ignore[no-any-return]
+        except (RemoteError, UnknownService):
+            raise  # the origin answered (or is not running): the client itself is fine
+        except Exception:
+            # After a broker outage the client's reply queue is gone for good: start a new one next time.
+            self._close_proxy()
+            raise
 
-    def _catch_up(self, inbox: Inbox) -> None:
+    def _close_proxy(self) -> None:
+        if self._proxy is None:
+            return
+        self._proxy = None
+        try:
+            self._proxy_runner.stop()
+        except Exception as exc:  # noqa: BLE001 - a client on a dead connection may fail to close
+            log.warning("closing the inbox's RPC client failed: %s", exc)
+
+    def _catch_up(self, inbox: Inbox) -> list[Outcome]:
+        outcomes = []
         for origin in self.origins:
             try:
                 outcome = inbox.catch_up(origin)
-            except Exception as exc:  # noqa: BLE001 - an origin that is down only delays its events
+            except FeedUnavailableError as exc:
                 log.debug("catch-up of %s skipped: %s", origin, exc, extra={"origin": origin})
                 continue
+            except Exception as exc:  # noqa: BLE001 - a database fault or a bug only delays this origin
+                log.warning("catch-up of %s failed: %s", origin, exc, extra={"origin": origin})
+                continue
+            outcomes.append(outcome)
             if outcome.applied:
                 log.info("caught up %d events from %s", outcome.applied, origin, extra={"origin": origin})
+        return outcomes
 
     def health_check(self) -> dict[str, Any]:
-        stats = self.consumer.stats  # type: ignore[union-attr]
+        if self.consumer is None:
+            return {"ok": False, "inbox": {"connected": False, "started": False}}
+        stats = self.consumer.stats
+        # Parked events do not make the process unready (it is working, the rest flows on); they are
+        # reported here, in the dead-letter queue and in the log for an operator.
         return {
             "ok": stats.connected,
             "inbox": {"connected": stats.connected, "received": stats.received, "applied": stats.applied,
                       "duplicates": stats.duplicates, "pulled": stats.pulled,
-                      "dead_lettered": stats.dead_lettered, "last_error": stats.last_error},
+                      "dead_lettered": stats.dead_lettered, "parked": stats.parked,
+                      "last_error": stats.last_error},
         }
 
 
+class PolicyConsumer(InboxConsumer):
+    """Consumes the service's queue (`<service>.events`) into its own commands through its policies.
+
+    Each reaction's save carries the tracked position of the event it reacts to, in one transaction
+    (crm_runtime.policy), in the event store of the service's EventSourcedApplication.
+    """
+
+    def __init__(self, policies: Policies) -> None:
+        super().__init__(policies.queue, policies.bindings, policies.origins, schema="", apply_batch=None)
+        self.policies = policies
+
+    def make_inbox(self) -> PolicyInbox:
+        found = [d for d in self.container.dependencies if isinstance(d, EventSourcedApplication)]
+        if len(found) != 1 or found[0].app is None:
+            raise RuntimeError(f"{self.container.service_name}: a PolicyConsumer needs one EventSourcedApplication")
+        return PolicyInbox(found[0].app, self.policies, fetch=self.fetch)
+
+
+class LazyCursor:
+    """A worker's cursor that takes its connection from the pool on first use (see PostgresCursor)."""
+
+    def __init__(self, checkout: Callable[[], Any]) -> None:
+        self._checkout = checkout
+        self.conn: Any = None
+        self._cursor: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._cursor is None:
+            self.conn = self._checkout()
+            self._cursor = self.conn.cursor()
+        return getattr(self._cursor, name)
+
+
 class PostgresCursor(DependencyProvider):
-    """A psycopg2 cursor per worker on `schema`, from a pool; committed when the worker succeeds."""
+    """A psycopg2 cursor per worker on `schema`, from a pool, for reads; committed when the worker succeeds.
+
+    nameko kills the whole container (RPC included) when get_dependency or worker_result raises, so
+    neither does: the connection is taken when the worker first uses the cursor (a database that is
+    down fails that call, not the process); a connection the server closed (a restart) is discarded
+    instead of handed out; a connection whose commit or rollback fails is discarded; and the worker's
+    slot is always given back.
+    """
 
     def __init__(self, schema: str) -> None:
         self.schema = schema
         self.pool: Any = None
-        self._held: dict[Any, Any] = {}
+        self.size = 0
+        self._held: dict[Any, LazyCursor] = {}
 
     def setup(self) -> None:
-        size = int(config.setting("READ_POOL_SIZE", "10"))
-        self.pool = psycopg2.pool.ThreadedConnectionPool(1, size, config.postgres_dsn(self.schema))
+        self.size = int(config.setting("READ_POOL_SIZE", "10"))
+        self.pool = psycopg2.pool.ThreadedConnectionPool(1, self.size, config.postgres_dsn(self.schema))
         # psycopg2's pool raises when empty; workers (up to MAX_WORKERS) wait for a connection instead.
-        self._available = threading.BoundedSemaphore(size)
+        self._available = threading.BoundedSemaphore(self.size)
 
     def stop(self) -> None:
         if self.pool is not None:
             self.pool.closeall()
 
-    def get_dependency(self, worker_ctx: Any) -> Any:
-        self._available.acquire()
-        conn = self.pool.getconn()
-        self._held[worker_ctx] = conn
-        return conn.cursor()
+    def get_dependency(self, worker_ctx: Any) -> LazyCursor:
+        cursor = LazyCursor(self._checkout)
+        self._held[worker_ctx] = cursor
+        return cursor
 
     def worker_result(self, worker_ctx: Any, result: Any = None, exc_info: Any = None) -> None:
-        conn = self._held.pop(worker_ctx, None)
-        if conn is None:
-            return
+        cursor = self._held.pop(worker_ctx, None)
+        if cursor is None or cursor.conn is None:
+            return  # the worker never used the database
+        conn, healthy = cursor.conn, False
         try:
             if exc_info is None:
                 conn.commit()
             else:
                 conn.rollback()
+            healthy = True
+        except Exception as exc:  # noqa: BLE001 - a dead connection is discarded, never raised into nameko
+            log.warning("discarding a database connection of %s: %s", self.schema, exc)
         finally:
-            self.pool.putconn(conn, close=conn.closed != 0)
+            self._checkin(conn, healthy)
+
+    def _checkout(self) -> Any:
+        """A usable pooled connection, holding one slot; the slot is given back if none can be had."""
+        self._available.acquire()
+        try:
+            return self._usable_connection()
+        except BaseException:
+            self._available.release()
+            raise
+
+    def _usable_connection(self) -> Any:
+        # After a restart every idle connection in the pool is dead: drop them until a live or new one.
+        for _ in range(self.size + 1):
+            conn = self.pool.getconn()
+            if connection_usable(conn):
+                return conn
+            self.pool.putconn(conn, close=True)
+        raise psycopg2.OperationalError(f"no usable connection to {self.schema}")
+
+    def _checkin(self, conn: Any, healthy: bool) -> None:
+        try:
+            self.pool.putconn(conn, close=not healthy or conn.closed != 0)
+        except Exception as exc:  # noqa: BLE001 - e.g. the pool closed at shutdown; the slot still goes back
+            log.warning("returning a database connection of %s failed: %s", self.schema, exc)
+        finally:
             self._available.release()
 
     def health_check(self) -> dict[str, Any]:
         try:
-            with self._available:
-                conn = self.pool.getconn()
-                try:
-                    with conn.cursor() as cur:
-                        cur.execute("SELECT 1")
-                    conn.rollback()
-                finally:
-                    self.pool.putconn(conn, close=conn.closed != 0)
-            return {"ok": True, "database": "ok"}
-        except psycopg2.Error as exc:
+            conn = self._checkout()
+        except Exception as exc:  # noqa: BLE001 - reported as not ready
             return {"ok": False, "database": f"error: {exc}"}
+        healthy = False
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1")
+            conn.rollback()
+            healthy = True
+            return {"ok": True, "database": "ok"}
+        except Exception as exc:  # noqa: BLE001 - reported as not ready
+            return {"ok": False, "database": f"error: {exc}"}
+        finally:
+            self._checkin(conn, healthy)
 
 
 class Health(DependencyProvider):

@@ -10,7 +10,7 @@ from werkzeug.wrappers import Response
 from crm_contracts.integration import Translator
 from crm_runtime.feed import EventFeed
 from crm_runtime.nameko.dependencies import Health
-from crm_runtime.nameko.rpc import rpc
+from crm_runtime.nameko.rpc import amqp_rpc, rpc
 from crm_runtime.nameko.web import http
 
 #: The most events one `events_since` call returns.
@@ -35,7 +35,7 @@ class ServiceWithHealth:
         report = self.health()
         return json_response(200 if report["ready"] else 503, report)
 
-    @rpc
+    @amqp_rpc  # not on the HTTP port: /health/ready says the same, and the gateway's port is public
     def health_report(self) -> dict[str, Any]:
         return self.health()
 

@@ -194,3 +194,33 @@ def test_stage_probabilities_are_configured_on_the_application(event_store_env):
         assert app.pipeline()[0].weighted_amount == Decimal("100.00")
     finally:
         app.close()
+
+
+def test_an_opening_with_a_command_derived_id_redelivered_answers_the_first_opportunity(opportunities):
+    opportunity_id = Opportunity.id_for_opening("caller:key-1")
+    customer_id = uuid4()
+    first = open_one(opportunities, customer_id=customer_id, opportunity_id=opportunity_id)
+    opportunities.change_amount(first.id, Decimal("13000.00"))
+    again = open_one(opportunities, customer_id=customer_id, opportunity_id=opportunity_id)
+    assert (again.id, again.version, again.amount) == (opportunity_id, 2, Decimal("13000.00"))
+
+
+def test_an_opening_from_a_lead_redelivered_answers_it_and_a_different_one_conflicts(opportunities):
+    lead_id, customer_id = uuid4(), uuid4()
+    command_id = Opportunity.id_for_opening("policy:lead")
+    first = open_one(opportunities, lead_id=lead_id, customer_id=customer_id, opportunity_id=command_id)
+    again = open_one(opportunities, lead_id=lead_id, customer_id=customer_id, opportunity_id=command_id)
+    assert again.id == first.id == Opportunity.id_for_lead(lead_id)
+    with pytest.raises(OpportunityAlreadyOpenedError):
+        open_one(opportunities, lead_id=lead_id, customer_id=customer_id, opportunity_id=command_id, title="other")
+
+
+def test_a_quote_sent_again_by_its_command_sends_no_second_version(opportunities):
+    opportunity = open_one(opportunities)
+    to_stage(opportunities, opportunity.id, "proposal")
+    sent = opportunities.send_quote(opportunity.id, LINES, expected_version=3, command_id="caller:quote-1")
+    again = opportunities.send_quote(opportunity.id, LINES, expected_version=3, command_id="caller:quote-1")
+    assert [q.quote_id for q in again.quotes] == [sent.current_quote.quote_id] == [
+        sent.quote_id_for("caller:quote-1")
+    ]
+    assert opportunities.opportunity(opportunity.id).version == 4

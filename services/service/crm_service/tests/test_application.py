@@ -10,8 +10,10 @@ import pytest
 from crm_contracts.errors import StaleVersionError
 from crm_service.application import ServiceDesk
 from crm_service.domain import (
+    Case,
     CaseNotFoundError,
     CaseStateError,
+    FaqArticle,
     FaqArticleNotFoundError,
     SurveyAlreadyCompletedError,
 )
@@ -47,6 +49,32 @@ def test_open_then_load(desk):
     )
     assert loaded.acknowledged_at == T0 and loaded.first_response_due == later(hours=24)
     assert loaded.version == opened.version
+
+
+def test_opening_with_a_command_id_twice_opens_one_case(desk):
+    first = desk.open_case("email", "Parcel lost", "order 1001", "li.na@example.com", now=T0, command_id="k:1")
+    head = desk.recorder.max_notification_id()
+    again = desk.open_case("email", "Parcel lost", "order 1001", "li.na@example.com", now=T0, command_id="k:1")
+    assert again.id == first.id == Case.id_for_command("k:1")
+    assert desk.recorder.max_notification_id() == head
+    assert desk.open_case("email", "Parcel lost", "", "li.na@example.com", now=T0, command_id="k:2").id != first.id
+
+
+def test_a_racing_delivery_of_an_opening_answers_the_case_the_winner_opened(desk):
+    winner = Case.open("chat", "Hello", "", "li.na", None, T0, desk.policy, case_id=Case.id_for_command("k:1"))
+    desk.save(winner)
+    assert desk.open_case("chat", "Hello", "", "li.na", now=T0, command_id="k:1").channel == "chat"
+
+
+def test_drafting_with_a_command_id_twice_drafts_one_article(desk):
+    first = desk.draft_faq("Where is my parcel?", "Track it online", ["parcel"], now=T0, command_id="k:1")
+    head = desk.recorder.max_notification_id()
+    again = desk.draft_faq("Where is my parcel?", "Track it online", ["parcel"], now=T0, command_id="k:1")
+    assert again.id == first.id == FaqArticle.id_for_command("k:1")
+    assert desk.recorder.max_notification_id() == head
+    winner = FaqArticle.draft("Q", "A", [], None, T0, article_id=FaqArticle.id_for_command("k:2"))
+    desk.save(winner)
+    assert desk.draft_faq("Q", "A", now=T0, command_id="k:2").id == winner.id
 
 
 def test_a_case_walks_its_lifecycle_with_expected_versions(desk):

@@ -8,7 +8,7 @@ import pytest
 
 from crm_runtime.feed import EventFeed
 from crm_service.application import ServiceDesk
-from crm_service.domain import Case, CustomerSatisfaction, FaqArticle, KnowledgeBase
+from crm_service.domain import Case, CustomerSatisfaction, FaqArticle, KnowledgeBase, Survey
 from crm_service.publishing import translator
 from tests.support.publishing import assert_published_under_contracts
 from tests.support.publishing import domain_event_classes as domain_events
@@ -20,7 +20,7 @@ PUBLISHED = {
     "case_opened", "case_acknowledged", "case_classified", "case_assigned", "case_responded",
     "case_sla_breached", "case_escalated", "case_resolved", "case_closed", "case_reopened",
     "complaint_registered", "complaint_assessed", "complaint_resolved", "complaint_summarised",
-    "survey_completed", "faq_published", "faq_retired", "faq_used",
+    "survey_completed", "faq_published", "faq_retired", "faq_used", "survey_requested", "survey_answered",
 }
 
 
@@ -58,6 +58,8 @@ def drive_every_event(desk):
     desk.complete_survey(case.id, 4, "fixed in the end", now=later(hours=33))
     desk.reopen_case(case.id, "second parcel lost too", now=later(days=3))
     desk.retire_faq(article.id, "new tracking portal", now=later(days=4))
+    survey = desk.request_survey("order", uuid4(), CUSTOMER, later(days=5))
+    desk.answer_survey(survey.id, 5, "arrived early", now=later(days=6))
     return case
 
 
@@ -72,7 +74,7 @@ def test_every_published_payload_validates_against_its_contract(desk):
 
 
 def test_every_public_domain_event_has_a_translation_and_internal_ones_none():
-    public = (domain_events(Case) | domain_events(FaqArticle)) - INTERNAL
+    public = (domain_events(Case) | domain_events(FaqArticle) | domain_events(Survey)) - INTERNAL
     assert set(translator.published_classes) == public
     assert not INTERNAL & set(translator.published_classes)
 

@@ -1,0 +1,72 @@
+"""The OpenAPI document says exactly what the gateway does: schemathesis (every check it has) generates
+requests from /openapi.json, valid and invalid, and sends them to a running gateway with every service
+behind it, as real nameko containers in this process over RabbitMQ and PostgreSQL.
+
+Bounded and deterministic: a fixed seed, deterministic generation, a capped number of cases per
+operation and phase, one worker. It fails on any 5xx, any answer outside its documented status codes,
+headers or schema, any valid request refused and any invalid request accepted.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from crm_customer.service import CustomerService
+from crm_customer360.service import Customer360Service
+from crm_gateway.auth import ADMIN, READ, WRITE, issue_token
+from crm_gateway.tests.conftest import SECRET, running_gateway
+from crm_loyalty.service import LoyaltyService
+from crm_marketing.service import MarketingService
+from crm_sales.service import SalesService
+from crm_service.service import CustomerCareService
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+#: The gateway calls every service, and a 360 rebuild reads every origin's feed. Not order (its operations
+#: answer the documented 503, see schemathesis.toml):
+#: eventsourcing cannot open an application in a schema named `order` (a reserved word it leaves unquoted
+#: when it registers its composite types); the rebuild passes over an origin that is not running.
+SERVICES = [CustomerService, Customer360Service, MarketingService, SalesService, CustomerCareService, LoyaltyService]
+HERE = Path(__file__).parent
+SEED = 20261201
+#: Per operation and phase. The document has ~85 operations now (was 9 at 80 examples): 20 keeps the run
+#: within a few minutes on a shared machine while every operation still meets every phase.
+MAX_EXAMPLES = 20
+
+
+@pytest.fixture
+def platform_url(test_database, nameko_config, monkeypatch) -> Iterator[str]:
+    """A running gateway with every service behind it."""
+    with running_gateway(test_database, nameko_config, monkeypatch, SERVICES) as url:
+        yield url
+
+
+def test_the_gateway_does_what_its_openapi_document_says(platform_url: str, tmp_path: Path) -> None:
+    token = issue_token("schemathesis", (READ, WRITE, ADMIN), secret=SECRET)
+    command = [
+        str(Path(sys.executable).parent / "schemathesis"), "--config-file", str(HERE / "schemathesis.toml"),
+        "run", f"{platform_url}/openapi.json",
+        "--checks", "all",
+        "--seed", str(SEED), "--generation-deterministic",
+        "--max-examples", str(MAX_EXAMPLES),
+        "--workers", "1",
+        "--request-timeout", "15",
+        "--no-color",
+        "--report", "junit", "--report-dir", str(tmp_path),
+    ]
+    started = time.monotonic()
+    # eventlet patches subprocess: waiting here lets the gateway's green threads serve the requests.
+    environment = {**os.environ, "SCHEMATHESIS_HOOKS": "crm_gateway.tests.schemathesis_hooks",
+                   "CRM_SCHEMATHESIS_TOKEN": token}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=540, check=False, cwd=tmp_path,
+                            env=environment)
+    elapsed = time.monotonic() - started
+    print(result.stdout[-6000:], f"\nschemathesis took {elapsed:.1f} s")
+    assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-4000:]
