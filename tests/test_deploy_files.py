@@ -93,7 +93,9 @@ def known_names() -> frozenset[str]:
     """Every environment name the code could read: anything set in a deploy file must be one (typos)."""
     code = _source(_code_files("contracts", "services", "gateway"))
     upper_literals = re.findall(r"""["']([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)["']""", code)
-    return frozenset(names_read(_code_files("contracts", "services", "gateway")) | set(upper_literals))
+    # Each service's addresses (crm_runtime.nameko.client.service_urls): a name built per service.
+    addresses = {f"CRM_{name.upper()}_URLS" for name in PROCESSES} if "CRM_{service.upper()}_URLS" in code else set()
+    return frozenset(names_read(_code_files("contracts", "services", "gateway")) | set(upper_literals) | addresses)
 
 
 def required_settings(service: str) -> set[str]:

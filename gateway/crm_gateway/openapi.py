@@ -14,7 +14,7 @@ from marshmallow import fields
 from crm_contracts import customer as contracts
 from crm_contracts.fields import Money
 from crm_contracts.sales import PERCENT_PLACES, Percent
-from crm_contracts.vocabulary.customer import CONSENT_CHANNELS
+from crm_contracts.vocabulary.customer import ADDRESS_KINDS, CONSENT_CHANNELS
 from crm_gateway import schemas
 from crm_gateway.auth import ADMIN, MAX_AUTHORIZATION_LENGTH, READ, WRITE
 from crm_gateway.errors import RETRY_AFTER_SECONDS, STATUS_BY_CODE
@@ -35,6 +35,7 @@ COMPONENT_SCHEMAS: dict[str, Any] = {
     "RecordConsentRequest": contracts.RecordConsentRequest,
     "SetCreditRatingRequest": contracts.SetCreditRatingRequest,
     "GradeCustomerRequest": contracts.GradeCustomerRequest,
+    "SetAddressRequest": contracts.SetAddressRequest,
     **{name: schema for module in RESOURCES for name, schema in module.SCHEMAS.items()},
     "Error": schemas.ErrorSchema,
 }
@@ -111,6 +112,8 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
         schema: dict[str, Any] = {"type": "string", "format": "uuid"}
         if name == "channel":
             schema = {"type": "string", "enum": list(CONSENT_CHANNELS)}
+        elif name == "kind":
+            schema = {"type": "string", "enum": list(ADDRESS_KINDS)}
         params.append({"in": "path", "name": name, "required": True, "schema": schema})
     if op.query is not None:
         # The marshmallow plugin expands a schema given as `in: query` into one parameter per field.
@@ -151,7 +154,12 @@ def _decimal_strings(converter: Any, field: fields.Field, **kwargs: Any) -> dict
     """Decimals carried as strings (rates, percentages, indexes) are documented as strings (an apispec
     attribute function: bound to the plugin's converter)."""
     if isinstance(field, Percent):
-        return {"type": "string", "format": "decimal", "pattern": rf"^[0-9]+(\.[0-9]{{1,{PERCENT_PLACES}}})?$"}
+        # A string has no numeric bounds in JSON Schema: the range (0-100) is said in words instead.
+        ret = kwargs.get("ret", {})
+        ret.pop("minimum", None)
+        ret.pop("maximum", None)
+        return {"type": "string", "format": "decimal", "pattern": rf"^[0-9]+(\.[0-9]{{1,{PERCENT_PLACES}}})?$",
+                "description": "a percentage, 0 to 100, in hundredths"}
     if isinstance(field, fields.Decimal) and not isinstance(field, Money) and field.as_string:
         return {"type": "string", "format": "decimal"}
     return {}

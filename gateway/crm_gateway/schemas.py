@@ -12,7 +12,7 @@ from marshmallow import Schema, fields, validate
 from crm_contracts import order
 from crm_contracts.customer360 import MAX_PAGE_SIZE
 from crm_contracts.fields import QueryInteger, Request, Text
-from crm_contracts.vocabulary.customer import CONSENT_CHANNELS
+from crm_contracts.vocabulary.customer import ADDRESS_KINDS, CONSENT_CHANNELS
 from crm_contracts.vocabulary.loyalty import TIERS
 from crm_contracts.vocabulary.marketing import CAMPAIGN_STATUSES, LEAD_CHANNELS, LEAD_GRADES, LEAD_STATUSES
 from crm_contracts.vocabulary.money import CURRENCIES
@@ -37,6 +37,12 @@ class ConsentChannelPath(Schema):
     """The `channel` path parameter of the consent endpoint."""
 
     channel = fields.String(required=True, validate=validate.OneOf(CONSENT_CHANNELS))
+
+
+class AddressKindPath(Schema):
+    """The `kind` path parameter of the address endpoint."""
+
+    kind = fields.String(required=True, validate=validate.OneOf(ADDRESS_KINDS))
 
 
 class ErrorDetailSchema(Schema):

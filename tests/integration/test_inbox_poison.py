@@ -22,16 +22,20 @@ from tests.support.polling import eventually
 pytestmark = pytest.mark.integration
 
 
-#: Changes a customer's profile cannot take.
-POISONED_CHANGES: dict[str, Any] = {
-    "fold": None,  # the fold cannot apply a profile change without its changes
-    "nul in jsonb": {"company": "Acme\u0000Ltd"},  # PostgreSQL refuses NUL in jsonb (doc, payload)...
-    "nul in text": {"name": "A\u0000B"},  # ...and in text (the view's name column)
+#: Customer events the read model cannot take, as (type, payload).
+POISONED: dict[str, tuple[str, dict[str, Any]]] = {
+    # the fold cannot apply a consent change that names no channel
+    "fold": ("customer_consent_changed", {"granted": True}),
+    # PostgreSQL refuses NUL in jsonb (doc, payload)...
+    "nul in jsonb": ("customer_profile_changed", {"changes": {"company": "Acme\u0000Ltd"}}),
+    # ...and in text (the view's name column)
+    "nul in text": ("customer_profile_changed", {"changes": {"name": "A\u0000B"}}),
 }
 
 
 def poison(envelopes: Any, customer_id: str, kind: str = "nul in jsonb") -> dict[str, Any]:
-    return envelopes.next("customer", "customer_profile_changed", customer_id, {"changes": POISONED_CHANGES[kind]})
+    event_type, payload = POISONED[kind]
+    return envelopes.next("customer", event_type, customer_id, payload)
 
 
 def the_view(test_database: dict[str, str], schema: str) -> dict[str, Any]:
@@ -58,7 +62,7 @@ def test_a_poison_event_is_parked_once_and_the_rest_of_its_origin_flows_on(
     assert the_view(test_database, read_schema)["profile"]["name"] == "Li Na (Acme)"
     (parked,) = inbox.parked()
     assert (parked["origin"], parked["position"], parked["event_id"], parked["type"]) == (
-        "customer", 2, bad["event_id"], "customer_profile_changed")
+        "customer", 2, bad["event_id"], bad["type"])
     assert parked["envelope"] == bad  # kept losslessly, NUL included, for a replay
     assert parked["reason"]
 

@@ -31,3 +31,14 @@ def query(env: dict[str, str], schema: str | None, statement: str, params: Any =
             return cur.fetchall() if cur.description else []
     finally:
         conn.close()
+
+
+def stored_topics(env: dict[str, str], schema: str) -> dict[str, int]:
+    """topic -> how many events a service's event store holds (every `*_events` table of its schema)."""
+    tables = query(env, None, "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+                              "AND table_name LIKE '%%\\_events'", (schema,))
+    counts: dict[str, int] = {}
+    for (table,) in tables:
+        for topic, count in query(env, schema, f'SELECT topic, count(*) FROM "{table}" GROUP BY topic'):
+            counts[topic] = counts.get(topic, 0) + count
+    return counts

@@ -82,7 +82,7 @@ class RunningPlatform:
         try:
             with conn, conn.cursor() as cur:
                 tables = readmodel.all_rows(cur)
-                cur.execute("SELECT origin, position FROM inbox_tracking ORDER BY origin")
+                cur.execute("SELECT origin, position FROM inbox_tracking WHERE position > 0 ORDER BY origin")
                 tables["inbox_tracking"] = cur.fetchall()
                 return tables
         finally:

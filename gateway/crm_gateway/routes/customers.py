@@ -11,7 +11,7 @@ from crm_contracts.fields import schema_of
 from crm_gateway.auth import ADMIN, READ, WRITE
 from crm_gateway.operation import CREATE_ERRORS, EXAMPLE_IDS, READ_ERRORS, WRITE_ERRORS, Operation
 from crm_gateway.routes.common import Routes, read_response, resource_response
-from crm_gateway.schemas import ConsentChannelPath
+from crm_gateway.schemas import AddressKindPath, ConsentChannelPath
 from crm_gateway.web import endpoint, if_match_version, json_response, load_body, load_query, uuid_path
 from crm_runtime.nameko.web import http
 
@@ -71,6 +71,16 @@ class CustomerRoutes(Routes):
         return self.once(request, payload, lambda command_id: self.customer.grade(
             customer_id, payload, expected, command_id=command_id))
 
+    @http("PUT", "/v1/customers/<customer_id>/addresses/<kind>")
+    @endpoint(WRITE)
+    def set_address(self, request: Request, customer_id: str, kind: str) -> Response:
+        customer_id = uuid_path(customer_id)
+        schema_of(AddressKindPath).load({"kind": kind})
+        expected = if_match_version(request, required=False)
+        payload = load_body(request, contracts.SetAddressRequest)
+        return self.once(request, payload, lambda command_id: self.customer.set_address(
+            customer_id, kind, payload, expected, command_id=command_id))
+
     # --- the 360 view ---------------------------------------------------------------------------
 
     @http("GET", "/v1/customers/<customer_id>/360")
@@ -100,6 +110,8 @@ SCHEMAS = {
 }
 
 _CUSTOMER = EXAMPLE_IDS["customer_id"]
+_ADDRESS = {"address": {"recipient": "Li Na", "line1": "88 Jianguo Road", "city": "Beijing", "country": "CN"},
+            "default": True}
 _REGISTER = {"name": "Li Na", "email": "li.na@example.com", "phone": "+86 10 5555 0101", "source_channel": "web"}
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -152,6 +164,15 @@ OPERATIONS: tuple[Operation, ...] = (
         f'PUT /v1/customers/{_CUSTOMER}/grade\n\n{{"value": 5, "structure": 3, "loyalty": 4}}',
         body="GradeCustomerRequest", body_example={"value": 5, "structure": 3, "loyalty": 4},
         if_match="optional", idempotent=True, ok_headers=("ETag",), path_params=("customer_id",),
+    ),
+    Operation(
+        "put", "/v1/customers/{customer_id}/addresses/{kind}", "setAddress",
+        "Set the billing or the shipping address (orders ship to the default shipping address)", WRITE, 200,
+        "Customer", WRITE_ERRORS,
+        f'PUT /v1/customers/{_CUSTOMER}/addresses/shipping\n\n'
+        '{"address": {"recipient": "Li Na", "line1": "88 Jianguo Road", "city": "Beijing", "country": "CN"}}',
+        body="SetAddressRequest", body_example=_ADDRESS,
+        if_match="optional", idempotent=True, ok_headers=("ETag",), path_params=("customer_id", "kind"),
     ),
     Operation(
         "get", "/v1/customers/{customer_id}/360", "getCustomer360", "The 360° view of a customer", READ, 200,

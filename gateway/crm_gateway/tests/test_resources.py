@@ -78,6 +78,7 @@ DECISIONS = [
 
 #: (method, path, body or None, client, RPC method): appends and recomputations, If-Match optional.
 APPENDS = [
+    ("put", f"/v1/customers/{ID}/addresses/shipping", {"address": _ADDRESS}, "customer", "set_address"),
     ("post", f"/v1/campaigns/{ID}/launch", None, "marketing", "launch_campaign"),
     ("post", f"/v1/campaigns/{ID}/responses", {"channel": "email", "count": 25}, "marketing", "record_response"),
     ("post", f"/v1/leads/{ID}/engagements", {"kind": "reply"}, "marketing", "record_engagement"),

@@ -12,8 +12,10 @@ from crm_loyalty.domain import Account
 from crm_loyalty.listing import loyalty_listing
 from crm_loyalty.policies import policies
 from crm_loyalty.publishing import translator
+from crm_runtime import config
 from crm_runtime.listing import Listing
 from crm_runtime.nameko.dependencies import EventSourcedApplication, PolicyConsumer, PostgresCursor
+from crm_runtime.nameko.leader import leader_timer, sweep
 from crm_runtime.nameko.listing import ListingProjection
 from crm_runtime.nameko.rpc import aggregate_id, rpc
 from crm_runtime.nameko.service import EventSourcedService
@@ -147,3 +149,12 @@ class LoyaltyService(EventSourcedService):
     ) -> dict[str, Any]:
         """Loyalty accounts: one page, filters tier, customer_id, currency."""
         return self.listing.query(self.db, "accounts", filters, page, page_size)
+
+    # --- periodic work, in one replica (crm_runtime.nameko.leader) ------------------------------------
+
+    @leader_timer(interval=float(config.setting("POINTS_EXPIRY_INTERVAL", "3600")))
+    def expire_points(self) -> None:
+        """Expire the points lots that are due and review every tier (spend ages out of the window);
+        what expired once is gone, so a second run changes nothing."""
+        customers = [customer_id for _, customer_id in self.listing.rows(self.db, "accounts") if customer_id]
+        sweep("points expiry", customers, self.application.expire)

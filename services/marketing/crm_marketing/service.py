@@ -7,13 +7,16 @@ from uuid import UUID
 
 from crm_contracts import marketing as contracts
 from crm_contracts.fields import schema_of
+from crm_contracts.vocabulary.marketing import OPEN_LEAD_STATUSES
 from crm_marketing.application import Marketing
 from crm_marketing.domain import Campaign, Lead
 from crm_marketing.listing import marketing_listing
 from crm_marketing.policies import policies
 from crm_marketing.publishing import translator
+from crm_runtime import config
 from crm_runtime.listing import Listing
 from crm_runtime.nameko.dependencies import EventSourcedApplication, PolicyConsumer, PostgresCursor
+from crm_runtime.nameko.leader import leader_timer, sweep
 from crm_runtime.nameko.listing import ListingProjection
 from crm_runtime.nameko.rpc import aggregate_id, rpc
 from crm_runtime.nameko.service import EventSourcedService
@@ -208,3 +211,13 @@ class MarketingService(EventSourcedService):
     ) -> dict[str, Any]:
         """Leads: one page, filters status, campaign_id, grade, customer_id, channel."""
         return self.listing.query(self.db, "leads", filters, page, page_size)
+
+    # --- periodic work, in one replica (crm_runtime.nameko.leader) ------------------------------------
+
+    @leader_timer(interval=float(config.setting("LEAD_RESCORE_INTERVAL", "3600")))
+    def rescore_open_leads(self) -> None:
+        """Score open leads again: engagement decays while a lead is quiet (a score is recorded only
+        when it changed, so a second run changes nothing)."""
+        for status in OPEN_LEAD_STATUSES:
+            leads = [lead_id for lead_id, _ in self.listing.rows(self.db, "leads", {"status": status})]
+            sweep("lead rescore", leads, self.application.rescore_lead)

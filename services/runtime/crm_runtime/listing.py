@@ -209,6 +209,18 @@ class Listing:
         return {"items": items, "page": page, "page_size": page_size, "total": min(counted, MAX_TOTAL),
                 "total_exact": counted <= MAX_TOTAL}
 
+    def rows(self, cur: Any, kind: str, filters: Mapping[str, Any] | None = None) -> list[tuple[UUID, UUID | None]]:
+        """(id, customer_id) of every row of `kind` matching `filters`, by id: what a periodic sweep walks
+        (a stable order, unlike pages by last change, which move while the sweep changes them)."""
+        where, params = self._where(self.by_name[kind], filters or {})
+        cur.execute(
+            sql.SQL("SELECT id, customer_id FROM {} WHERE {} ORDER BY id").format(
+                sql.Identifier(self.schema, "listing"), where
+            ),
+            params,
+        )
+        return [(UUID(str(row_id)), UUID(str(customer)) if customer else None) for row_id, customer in cur.fetchall()]
+
     def _where(self, spec: ListingKind, filters: Mapping[str, Any]) -> tuple[sql.Composable, list[Any]]:
         if not isinstance(filters, Mapping):
             raise InvalidRequestError("filters: must be an object", fields={"filters": ["must be an object"]})

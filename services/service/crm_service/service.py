@@ -7,8 +7,10 @@ from uuid import UUID
 
 from crm_contracts import service as contracts
 from crm_contracts.fields import schema_of
+from crm_runtime import config
 from crm_runtime.listing import Listing
 from crm_runtime.nameko.dependencies import EventSourcedApplication, PolicyConsumer, PostgresCursor
+from crm_runtime.nameko.leader import leader_timer, sweep
 from crm_runtime.nameko.listing import ListingProjection
 from crm_runtime.nameko.rpc import aggregate_id, rpc
 from crm_runtime.nameko.service import EventSourcedService
@@ -297,3 +299,11 @@ class CustomerCareService(EventSourcedService):
     ) -> dict[str, Any]:
         """FAQ articles: one page, filters status, department."""
         return self.listing.query(self.db, "faqs", filters, page, page_size)
+
+    # --- periodic work, in one replica (crm_runtime.nameko.leader) ------------------------------------
+
+    @leader_timer(interval=float(config.setting("SLA_CHECK_INTERVAL", "60")))
+    def check_slas(self) -> None:
+        """Record the SLA targets open cases have missed and escalate them; a target is breached once."""
+        open_cases = [case_id for case_id, _ in self.listing.rows(self.db, "cases", {"status": "open"})]
+        sweep("SLA check", open_cases, self.application.check_sla)

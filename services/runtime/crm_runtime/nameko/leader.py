@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import zlib
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 import psycopg2
 from nameko.timer import Timer
@@ -19,6 +20,7 @@ from nameko.timer import Timer
 from crm_runtime import config
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class LeaderTimer(Timer):
@@ -75,3 +77,16 @@ class LeaderTimer(Timer):
 
 
 leader_timer = LeaderTimer.decorator
+
+
+def sweep(job: str, items: Iterable[T], action: Callable[[T], Any]) -> int:
+    """Apply `action` to each item of a periodic job; one that fails is logged and the rest go on (the
+    next run retries it). Returns how many failed."""
+    failed = 0
+    for item in items:
+        try:
+            action(item)
+        except Exception as exc:  # noqa: BLE001 - one item must not stop the sweep; logged for an operator
+            failed += 1
+            log.warning("%s: %s failed, retried at the next run: %s: %s", job, item, type(exc).__name__, exc)
+    return failed
