@@ -19,9 +19,12 @@ class SearchQuery(Request):
 
 
 class SearchItemSchema(Schema):
+    """One customer found. A customer registered by phone has no email, and a view that heard of a customer
+    from another origin before its registration has no profile yet: both may be null."""
+
     customer_id = fields.UUID()
-    name = fields.String()
-    email = fields.String()
+    name = fields.String(allow_none=True)
+    email = fields.String(allow_none=True)
     lifecycle_stage = fields.String(allow_none=True)
     last_activity_at = fields.AwareDateTime(allow_none=True)
 

@@ -32,8 +32,10 @@ EMAIL = validate.Regexp(EMAIL_PATTERN, error="must be a valid email address")
 PHONE = validate.Regexp(r"^\+?[0-9 ()\-]{5,30}$", error="must be a phone number: digits, spaces, + ( ) -")
 
 
-MONEY_SCHEMA = {"type": "string", "format": "decimal", "pattern": r"^-?[0-9]+(\.[0-9]{1,2})?$"}
-NON_NEGATIVE_MONEY_PATTERN = r"^[0-9]+(\.[0-9]{1,2})?$"
+#: Money: at most 25 digits before the point (with two places that is 27 significant digits, within the
+#: 28 of Python's decimal context, so no amount the pattern allows is refused by the arithmetic).
+MONEY_SCHEMA = {"type": "string", "format": "decimal", "pattern": r"^-?[0-9]{1,25}(\.[0-9]{1,2})?$"}
+NON_NEGATIVE_MONEY_PATTERN = r"^[0-9]{1,25}(\.[0-9]{1,2})?$"
 
 _SURROGATES = r"\uD800-\uDFFF"
 #: Refused in every string of a request, keys included: NUL and lone surrogates.

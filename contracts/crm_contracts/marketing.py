@@ -38,12 +38,14 @@ def _segment_fields(request: bool) -> dict[str, fields.Field]:
     """The criteria of a target segment; a request's are checked (text rules, known grades), a published
     event's are loaded as they were published."""
     text, whole = (Text, integer) if request else (fields.String, fields.Integer)
+    # A criterion given names at least one value (an empty list would select nothing); documented as minItems.
+    values = validate.Length(min=1) if request else None
     return {
-        "industries": fields.List(text(validate=NAME)),
-        "regions": fields.List(text(validate=NAME)),
-        "grades": fields.List(text(validate=validate.OneOf(LEAD_GRADES) if request else None)),
-        "lifecycle_stages": fields.List(text(validate=NAME)),
-        "consent_channels": fields.List(text(validate=NAME)),
+        "industries": fields.List(text(validate=NAME), validate=values),
+        "regions": fields.List(text(validate=NAME), validate=values),
+        "grades": fields.List(text(validate=validate.OneOf(LEAD_GRADES) if request else None), validate=values),
+        "lifecycle_stages": fields.List(text(validate=NAME), validate=values),
+        "consent_channels": fields.List(text(validate=NAME), validate=values),
         "company_size_min": whole(validate=validate.Range(min=0)),
         "company_size_max": whole(validate=validate.Range(min=0)),
     }

@@ -396,7 +396,8 @@ class RecordReturnRequest(Request):
     lines = _quantities(required=True)
     refund = money(required=True, validate=validate.Range(min=0))
     currency = Text(required=True, validate=CURRENCY)
-    reason = Text(allow_none=True, load_default=None, validate=validate.Length(max=500))
+    reason = Text(allow_none=True, load_default=None, validate=validate.Length(min=1, max=500),
+                  metadata={"description": "why the goods came back; null or left out when not known"})
     at = fields.AwareDateTime(allow_none=True, load_default=None)
 
 

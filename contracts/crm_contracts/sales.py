@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -38,30 +39,37 @@ _TOTALS = {"subtotal": "13500.00", "discount_total": "1200.00", "total": "12300.
 
 #: A percentage is carried in hundredths ("12.34"): finer input is refused, never rounded.
 PERCENT_PLACES = 2
+#: A percentage as a string: 0 to 100, at most PERCENT_PLACES significant decimals (trailing zeros allowed).
+PERCENT_PATTERN = rf"^0*(100(\.0+)?|[0-9]{{1,2}}(\.[0-9]{{1,{PERCENT_PLACES}}}0*)?)$"
+_PERCENT = re.compile(PERCENT_PATTERN)
 
 
 class Percent(fields.Decimal):
-    """A discount (or rate) percentage in hundredths, carried as a string like money.
+    """A discount (or rate) percentage from 0 to 100 in hundredths, carried as a string like money.
 
     The one rule for discounts across sales and order: "12.345" is refused with the field named, not
-    rounded to "12.35" (marshmallow's `places` alone would quantize it silently).
+    rounded to "12.35" (marshmallow's `places` alone would quantize it silently). Like Money, a JSON number
+    is refused and a string must match PERCENT_PATTERN, which the OpenAPI document states.
     """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(as_string=True, places=PERCENT_PLACES, **kwargs)
 
     def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> Any:
-        if isinstance(value, bool):
-            raise self.make_error("invalid")
-        if isinstance(value, str | int | float | Decimal):
-            try:
-                exact = Decimal(str(value))
-            except InvalidOperation:
-                raise self.make_error("invalid") from None
-            exponent = exact.normalize().as_tuple().exponent
+        if isinstance(value, str):
+            if _PERCENT.fullmatch(value) is None:
+                raise ValidationError(f"must be a percentage from 0 to 100 with at most {PERCENT_PLACES} decimal "
+                                      "places, like \"12.34\"")
+        elif isinstance(value, Decimal):
+            exponent = value.normalize().as_tuple().exponent
             if isinstance(exponent, int) and exponent < -PERCENT_PLACES:
                 raise ValidationError(f"must have at most {PERCENT_PLACES} decimal places, like \"12.34\"")
-        return super()._deserialize(value, attr, data, **kwargs)
+        else:
+            raise ValidationError("must be a percentage as a string, like \"12.34\"")
+        try:
+            return super()._deserialize(value, attr, data, **kwargs)
+        except InvalidOperation:
+            raise self.make_error("invalid") from None
 
 
 def percent(**kwargs: Any) -> Percent:

@@ -9,12 +9,13 @@ from typing import Any
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from marshmallow import fields
+from marshmallow import fields, validate
 
 from crm_contracts import customer as contracts
 from crm_contracts.fields import Money
-from crm_contracts.sales import PERCENT_PLACES, Percent
+from crm_contracts.sales import PERCENT_PATTERN, Percent
 from crm_contracts.vocabulary.customer import ADDRESS_KINDS, CONSENT_CHANNELS
+from crm_contracts.vocabulary.loyalty import BENEFIT_KINDS
 from crm_gateway import schemas
 from crm_gateway.auth import ADMIN, MAX_AUTHORIZATION_LENGTH, READ, WRITE
 from crm_gateway.errors import RETRY_AFTER_SECONDS, STATUS_BY_CODE
@@ -55,6 +56,11 @@ SCHEMA_RULES: dict[str, dict[str, Any]] = {
     "RegisterCustomerRequest": REACHABLE,  # RegisterCustomerRequest.reachable
     "CaptureLeadRequest": REACHABLE,  # CaptureLeadRequest.reachable
     "SegmentRequest": {"minProperties": 1},  # PlanCampaignRequest.segment_not_empty
+    # GrantBenefitRequest.kind_of_level: each level has kinds of its own.
+    "GrantBenefitRequest": {"oneOf": [
+        {"properties": {"level": {"enum": [level]}, "kind": {"enum": list(kinds)}}}
+        for level, kinds in BENEFIT_KINDS.items()
+    ]},
 }
 
 ERROR_DESCRIPTIONS = {
@@ -154,14 +160,38 @@ def _decimal_strings(converter: Any, field: fields.Field, **kwargs: Any) -> dict
     """Decimals carried as strings (rates, percentages, indexes) are documented as strings (an apispec
     attribute function: bound to the plugin's converter)."""
     if isinstance(field, Percent):
-        # A string has no numeric bounds in JSON Schema: the range (0-100) is said in words instead.
+        # A string has no numeric bounds in JSON Schema: the range (0-100) is in the pattern, and in words.
         ret = kwargs.get("ret", {})
         ret.pop("minimum", None)
         ret.pop("maximum", None)
-        return {"type": "string", "format": "decimal", "pattern": rf"^[0-9]+(\.[0-9]{{1,{PERCENT_PLACES}}})?$",
+        return {"type": "string", "format": "decimal", "pattern": PERCENT_PATTERN,
                 "description": "a percentage, 0 to 100, in hundredths"}
     if isinstance(field, fields.Decimal) and not isinstance(field, Money) and field.as_string:
         return {"type": "string", "format": "decimal"}
+    return {}
+
+
+#: A money amount above zero, as a pattern (a string has no exclusiveMinimum): some digit other than 0.
+POSITIVE_MONEY_PATTERN = r"^([0-9]{0,12}[1-9][0-9]{0,12}(\.[0-9]{1,2})?|[0-9]{1,25}\.([0-9][1-9]|[1-9][0-9]?))$"
+
+
+def _positive_money(converter: Any, field: fields.Field, **kwargs: Any) -> dict[str, Any]:
+    """Money that must be more than zero (`Range(min=0, min_inclusive=False)`) says so in its pattern."""
+    positive = any(isinstance(v, validate.Range) and v.min == 0 and not v.min_inclusive for v in field.validators)
+    if isinstance(field, Money) and positive:
+        return {"pattern": POSITIVE_MONEY_PATTERN, "description": "an amount above zero"}
+    return {}
+
+
+def _object_sizes(converter: Any, field: fields.Field, **kwargs: Any) -> dict[str, Any]:
+    """A `Length` on a Dict bounds its number of entries: minProperties/maxProperties, not the string-only
+    minLength/maxLength apispec writes for every Length."""
+    ret = kwargs.get("ret", {})
+    if isinstance(field, fields.Dict):
+        if "minLength" in ret:
+            ret["minProperties"] = ret.pop("minLength")
+        if "maxLength" in ret:
+            ret["maxProperties"] = ret.pop("maxLength")
     return {}
 
 
@@ -217,7 +247,8 @@ def build_spec() -> APISpec:
             "FAQ articles and loyalty accounts. Every answer that is one resource carries its aggregate version as "
             "`ETag`; commands where a person decides on what they saw require `If-Match` (428 without, 412 when "
             "stale), appends that only add accept it; each operation says which. Every creating call and command "
-            "accepts `Idempotency-Key`. Lists take `page` and `page_size` (at most 100) and answer `items`, "
+            "accepts `Idempotency-Key`. Lists take `page` and `page_size` (each at most 100: lists page through "
+            "their first 10000 matches) and answer `items`, "
             "`page`, `page_size`, `total`; an unknown filter is 422. "
             'Errors are `{"error": {"code", "message", "fields"}}`; '
 
@@ -233,6 +264,8 @@ def build_spec() -> APISpec:
     # Money is a decimal string (its `pattern` says so); typed as one, its minimum is not read as a number.
     marshmallow_plugin.map_to_openapi_type(Money, "string", "decimal")
     marshmallow_plugin.converter.add_attribute_function(_decimal_strings)  # type: ignore[union-attr]
+    marshmallow_plugin.converter.add_attribute_function(_object_sizes)  # type: ignore[union-attr]
+    marshmallow_plugin.converter.add_attribute_function(_positive_money)  # type: ignore[union-attr]
     spec.components.security_scheme(
         "bearer",
         {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",

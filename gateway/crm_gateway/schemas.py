@@ -28,6 +28,7 @@ from crm_contracts.vocabulary.service import (
     FAQ_STATUSES,
     PRIORITIES,
 )
+from crm_runtime.listing import MAX_TOTAL
 
 #: An opportunity is open until it is won or lost.
 OPPORTUNITY_STATUSES = ("open", "won", "lost")
@@ -62,9 +63,15 @@ class ErrorSchema(Schema):
 
 # --- list queries: one per collection, each a filter per documented field plus paging -----------------
 
+#: The deepest page a list query may ask for: the services' listings count and page through the first
+#: MAX_TOTAL matches only (crm_runtime.listing), so with the largest page size every page up to this one is
+#: answerable whatever `page_size` is, as the document says; beyond them a client narrows its filters.
+MAX_PAGE = MAX_TOTAL // MAX_PAGE_SIZE
+
+
 def _page() -> dict[str, fields.Field]:
     return {
-        "page": QueryInteger(load_default=1, validate=validate.Range(min=1, max=1_000_000)),
+        "page": QueryInteger(load_default=1, validate=validate.Range(min=1, max=MAX_PAGE)),
         "page_size": QueryInteger(load_default=20, validate=validate.Range(min=1, max=MAX_PAGE_SIZE)),
     }
 
@@ -78,7 +85,7 @@ def _name() -> Text:
 
 
 def _list_query(name: str, doc: str, filters: dict[str, fields.Field]) -> type[Request]:
-    query = Request.from_dict({**filters, **_page()}, name=name)
+    query: type[Request] = Request.from_dict({**filters, **_page()}, name=name)  # type: ignore[assignment]
     query.__doc__ = doc
     return query
 

@@ -11,7 +11,9 @@ supervisor whose restarts would show a crash (none is allowed). The database is 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 
@@ -189,3 +191,34 @@ def test_one_customer_walks_the_whole_lifecycle_and_the_360_view_shows_every_sta
     restarts = {name: running.platform.restarts(name) for name in running.platform.processes}
     assert set(restarts.values()) == {0}, f"a process crashed and was restarted: {restarts}"
     print("journey:", *journey.steps, sep="\n  ")
+
+
+@pytest.mark.xfail(reason="platform bug (crm_marketing/application.py): capture, qualify and convert also save "
+                          "the lead's campaign (Marketing.capture_lead, _change_lead_and_campaign), so leads of one "
+                          "campaign handled at once race on it; _execute then answers StaleVersionError (412) to a "
+                          "capture sent without If-Match after 10 immediate retries, and to a qualify or convert "
+                          "at the first lost race although the lead's If-Match is current", strict=False)
+def test_leads_of_one_campaign_handled_at_the_same_time_are_never_refused_as_stale(
+    whole_platform: RunningPlatform,
+) -> None:
+    running = whole_platform
+    client = RetryingClient(running.gateways, running.token, deadline=30)
+    campaign = plan_and_launch_campaign(Api(client), "One busy campaign")
+
+    def front_end(i: int) -> list[str]:
+        """Capture, qualify, convert one lead, each with the version just answered; what was refused."""
+        lead = client.send("POST", "/v1/leads", {"channel": "web_form", "name": f"Busy {i}",
+                                                 "email": f"busy-{i}-{uuid.uuid4().hex[:8]}@example.com",
+                                                 "campaign_id": campaign["id"]})
+        if lead.status != 201:
+            return [f"capture {i}: {lead.status} {lead.body}"]
+        for step, body in (("qualify", {}), ("convert", {"estimated_amount": "1000.00", "currency": "CNY"})):
+            sent = lead.body["version"]
+            lead = client.send("POST", f"/v1/leads/{lead.body['id']}/{step}", body, {"If-Match": f'"{sent}"'})
+            if lead.status != 200:
+                return [f"{step} {i} (If-Match {sent}, still current): {lead.status} {lead.body}"]
+        return []
+
+    with ThreadPoolExecutor(12) as pool:
+        refused = [r for answers in pool.map(front_end, range(36)) for r in answers]
+    assert refused == [], f"{len(refused)} of 36 leads refused; e.g. {refused[:3]}"

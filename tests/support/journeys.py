@@ -12,6 +12,7 @@ points, surveys) and read models (lists, the 360 view) lag: they are polled with
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from collections.abc import Callable
@@ -95,7 +96,7 @@ class Api:
         default `path`'s parent) is read again: when `done` says the command's effect is there (its
         first attempt committed, its answer was lost) that is the answer; else the command is sent again
         with the version just read, under a new key."""
-        for _ in range(5):
+        for attempt in range(1, 6):
             headers = {"If-Match": f'"{version}"'} if version is not None else {}
             outcome = self.client.send(method, path, body or {}, headers)
             if outcome.accepted:
@@ -105,7 +106,9 @@ class Api:
             current = self.read(resource)
             if done is not None and done(current):
                 return current
+            self.client.retried[f"412 {'unchanged' if current['version'] == version else 'changed'} resource"] += 1
             version = current["version"]
+            time.sleep(random.uniform(0.05, 0.2) * attempt)  # "reload it and retry", not all at once
         raise ApiError(f"{method} {path}: still 412 after five fresh reads")
 
     def eventually(self, what: Callable[[], Any], timeout: float | None = None) -> Any:

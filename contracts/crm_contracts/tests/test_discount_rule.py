@@ -1,5 +1,6 @@
 """Discounts have one rule across sales and order (crm_contracts.sales.percent): a percentage in
-hundredths; finer input such as 12.345 is refused with the field named, never rounded."""
+hundredths, as a string like money (a JSON number is refused); finer input such as 12.345 is refused with the
+field named, never rounded."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ SCHEMAS = [QuoteLineRequest, OrderLineRequest]
 
 
 @pytest.mark.parametrize("schema", SCHEMAS, ids=lambda s: s.__name__)
-@pytest.mark.parametrize("discount", ["12.345", 12.345, "0.001", "-1", "100.01", "NaN", "ten", True])
+@pytest.mark.parametrize("discount", ["12.345", 12.345, "0.001", "-1", "100.01", "NaN", "ten", True, 0, 10])
 def test_sales_and_order_refuse_the_same_discounts(schema, discount):
     errors = schema_of(schema).validate({**LINE, "discount": discount})
     assert list(errors) == ["discount"]
@@ -24,6 +25,6 @@ def test_sales_and_order_refuse_the_same_discounts(schema, discount):
 
 @pytest.mark.parametrize("schema", SCHEMAS, ids=lambda s: s.__name__)
 @pytest.mark.parametrize(("discount", "loaded"), [("12.34", "12.34"), ("12.5", "12.50"), ("10", "10.00"),
-                                                  ("12.340", "12.34"), (0, "0.00")])
+                                                  ("12.340", "12.34"), ("0", "0.00"), ("100", "100.00")])
 def test_sales_and_order_accept_the_same_discounts(schema, discount, loaded):
     assert schema_of(schema).load({**LINE, "discount": discount})["discount"] == Decimal(loaded)

@@ -19,3 +19,7 @@ CURRENCIES = (
     "TWD", "TZS", "UAH", "UGX", "USD", "UYU", "UZS", "VES", "VND", "VUV", "WST", "XAF", "XCD", "XCG", "XOF",
     "XPF", "YER", "ZAR", "ZMW", "ZWG",
 )
+
+#: The largest amount one line of a quote or an order may come to (quantity × unit price): far above any
+#: real sale, and low enough that every total a document of lines adds up to stays a valid money string.
+MAX_LINE_AMOUNT = 10**15

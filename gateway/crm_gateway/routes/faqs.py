@@ -2,11 +2,17 @@
 
 If-Match: revising, publishing and retiring are REQUIRED (an editor decides on the text they read);
 recording a use only counts, so If-Match is accepted but optional.
+
+An article's routes take its id through werkzeug's `uuid` converter, not a bare `<article_id>`: the id and
+`suggestions` share a path level, and only a UUID pattern keeps `PUT /v1/faqs/suggestions` from being read
+as a revision of an article named "suggestions" (404) instead of a method `/v1/faqs/suggestions` does not
+have (405, Allow: GET). Anything else that is not a UUID answers the same JSON 404 as any unknown path.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from werkzeug.wrappers import Request, Response
 
@@ -15,7 +21,7 @@ from crm_gateway.auth import READ, WRITE
 from crm_gateway.operation import OPTIONAL, REQUIRED, command, create, listing, read
 from crm_gateway.routes.common import Routes, list_call, read_response, resource_response
 from crm_gateway.schemas import FaqQuery, FaqSuggestionQuery, page_of
-from crm_gateway.web import endpoint, json_response, load_body, load_query, uuid_path
+from crm_gateway.web import endpoint, json_response, load_body, load_query
 from crm_runtime.nameko.web import http
 
 
@@ -32,10 +38,10 @@ class FaqRoutes(Routes):
         payload = load_body(request, contracts.DraftFaqRequest)
         return self.once(request, payload, lambda command_id: self.service.draft_faq(payload, command_id), created)
 
-    @http("GET", "/v1/faqs/<article_id>")
+    @http("GET", "/v1/faqs/<uuid:article_id>")
     @endpoint(READ)
-    def get_faq(self, request: Request, article_id: str) -> Response:
-        return read_response(request, self.service.get_faq(uuid_path(article_id, "FAQ article")))
+    def get_faq(self, request: Request, article_id: UUID) -> Response:
+        return read_response(request, self.service.get_faq(str(article_id)))
 
     @http("GET", "/v1/faqs")
     @endpoint(READ)
@@ -48,27 +54,27 @@ class FaqRoutes(Routes):
         query = load_query(request, FaqSuggestionQuery)
         return json_response(200, self.service.suggest_faqs({"text": query["q"], "limit": query["limit"]}))
 
-    @http("PUT", "/v1/faqs/<article_id>")
+    @http("PUT", "/v1/faqs/<uuid:article_id>")
     @endpoint(WRITE)
-    def revise_faq(self, request: Request, article_id: str) -> Response:
-        return self.act(request, article_id, "FAQ article", self.service.revise_faq, contracts.ReviseFaqRequest,
+    def revise_faq(self, request: Request, article_id: UUID) -> Response:
+        return self.act(request, str(article_id), "FAQ article", self.service.revise_faq, contracts.ReviseFaqRequest,
                         if_match=True)
 
-    @http("POST", "/v1/faqs/<article_id>/publish")
+    @http("POST", "/v1/faqs/<uuid:article_id>/publish")
     @endpoint(WRITE)
-    def publish_faq(self, request: Request, article_id: str) -> Response:
-        return self.act(request, article_id, "FAQ article", self.service.publish_faq, if_match=True)
+    def publish_faq(self, request: Request, article_id: UUID) -> Response:
+        return self.act(request, str(article_id), "FAQ article", self.service.publish_faq, if_match=True)
 
-    @http("POST", "/v1/faqs/<article_id>/retire")
+    @http("POST", "/v1/faqs/<uuid:article_id>/retire")
     @endpoint(WRITE)
-    def retire_faq(self, request: Request, article_id: str) -> Response:
-        return self.act(request, article_id, "FAQ article", self.service.retire_faq, contracts.RetireFaqRequest,
+    def retire_faq(self, request: Request, article_id: UUID) -> Response:
+        return self.act(request, str(article_id), "FAQ article", self.service.retire_faq, contracts.RetireFaqRequest,
                         if_match=True)
 
-    @http("POST", "/v1/faqs/<article_id>/uses")
+    @http("POST", "/v1/faqs/<uuid:article_id>/uses")
     @endpoint(WRITE)
-    def record_faq_use(self, request: Request, article_id: str) -> Response:
-        return self.act(request, article_id, "FAQ article", self.service.record_faq_use,
+    def record_faq_use(self, request: Request, article_id: UUID) -> Response:
+        return self.act(request, str(article_id), "FAQ article", self.service.record_faq_use,
                         contracts.RecordFaqUseRequest, if_match=False)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -363,13 +365,16 @@ class Marketing(ServiceApplication):
     ) -> A:
         """Run a command and save what it changed in one transaction.
 
-        Losing a race to another writer means the command ran on old state. With an expected version
-        the caller asked for exactly that state: StaleVersionError. Without one, the command runs
-        again on fresh state, where the winner's change decides (a lead converted meanwhile now
-        answers LeadClosedError, say). A creating command passes `created`: when the save collides
-        because an earlier delivery of the command created the aggregate, that aggregate is the answer.
+        Losing a race to another writer means the command ran on old state: it runs again on fresh
+        state (after a short, growing, random pause), where the winner's change decides. The attempt
+        itself checks the expected version: when the race was lost on the aggregate the caller named,
+        that is StaleVersionError; when it was lost on another one the command also changes (the
+        lead's campaign, which every lead of the campaign updates), the retry simply succeeds. A lead
+        converted meanwhile now answers LeadClosedError, say. A creating command passes `created`:
+        when the save collides because an earlier delivery of the command created the aggregate, that
+        aggregate is the answer.
         """
-        for _ in range(self.command_attempts):
+        for attempt_number in range(1, self.command_attempts + 1):
             primary, others = attempt()
             if not primary.pending_events and not any(other.pending_events for other in others):
                 return primary  # nothing changed (a redelivery, or a score that stayed): nothing to save
@@ -379,8 +384,7 @@ class Marketing(ServiceApplication):
                 first = created() if created is not None else None
                 if first is not None:
                     return first
-                if expected_version is not None:
-                    break
+                time.sleep(random.uniform(0, 0.005 * attempt_number))  # noqa: S311 - jitter, not security
                 continue
             return primary
         raise StaleVersionError(f"{what} was changed concurrently; reload it and retry")

@@ -65,6 +65,13 @@ class InvalidLeadDataError(InvalidMarketingDataError):
     """A lead command's input breaks a rule."""
 
 
+class CampaignMismatchError(RuleViolationError):
+    """A well-formed value the campaign itself rules out: a channel it does not use, a currency not its own."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}", fields={field: [reason]})
+
+
 class CampaignStatusError(RuleViolationError):
     """The campaign's status does not allow the command (launching a closed campaign, say)."""
 
@@ -396,7 +403,7 @@ class Campaign(Aggregate):
             return
         self._check_status("record responses of", "active")
         if channel not in self.channels:
-            raise InvalidCampaignDataError("channel", f"must be one of its channels: {', '.join(self.channels)}")
+            raise CampaignMismatchError("channel", f"must be one of its channels: {', '.join(self.channels)}")
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise InvalidCampaignDataError("count", "must be a whole number of at least 1")
         self._response_recorded(channel, count, check_aware(InvalidCampaignDataError, "at", at), response_id)
@@ -540,7 +547,7 @@ class Campaign(Aggregate):
     def _check_currency(self, currency: str) -> None:
         # Revenue is summed and set against the budget, so it must be in the budget's currency.
         if currency != self.currency:
-            raise InvalidCampaignDataError("currency", f"must be the campaign's currency {self.currency}")
+            raise CampaignMismatchError("currency", f"must be the campaign's currency {self.currency}")
 
 
 class Lead(Aggregate):

@@ -40,7 +40,7 @@ from typing import Any
 from eventsourcing.domain import Aggregate, event
 
 from crm_contracts.errors import ConflictError, InvalidRequestError, NotFoundError, RuleViolationError
-from crm_contracts.vocabulary.money import CURRENCIES, MAX_DISCOUNT_PERCENT, MONEY_PLACES
+from crm_contracts.vocabulary.money import CURRENCIES, MAX_DISCOUNT_PERCENT, MAX_LINE_AMOUNT, MONEY_PLACES
 from crm_contracts.vocabulary.order import (
     ADDRESS_FIELDS,
     PAYMENT_METHODS,
@@ -77,11 +77,28 @@ class InvalidOrderDataError(InvalidRequestError):
         super().__init__(f"{field}: {reason}", fields={field: [reason]})
 
 
-class CurrencyMismatchError(InvalidOrderDataError):
-    """An amount in another currency than the order's."""
+class CurrencyMismatchError(RuleViolationError):
+    """An amount in another currency than the order's: a valid currency, but not this order's."""
 
     def __init__(self, given: str, expected: str) -> None:
-        super().__init__("currency", f"must be the order's currency {expected}, not {given}")
+        reason = f"must be the order's currency {expected}, not {given}"
+        super().__init__(f"currency: {reason}", fields={"currency": [reason]}, currency=expected)
+
+
+class UnknownLineError(RuleViolationError):
+    """A shipment, delivery or return names a SKU this order has no line of."""
+
+    def __init__(self, sku: str) -> None:
+        super().__init__(f"lines.{sku}: is not a line of this order", fields={f"lines.{sku}": ["is not a line of "
+                                                                                                "this order"]}, sku=sku)
+
+
+class NothingToChargeError(RuleViolationError):
+    """Well-formed lines whose total is zero (free or fully discounted): the business takes no such order."""
+
+    def __init__(self) -> None:
+        reason = "the order total must be positive"
+        super().__init__(f"lines: {reason}", fields={"lines": [reason]})
 
 
 class IllegalTransitionError(RuleViolationError):
@@ -248,7 +265,7 @@ class Order(Aggregate):
         subtotal = sum((line["quantity"] * line["unit_price"] for line in priced), ZERO)
         total = sum((line["line_total"] for line in priced), ZERO)
         if total <= 0:
-            raise InvalidOrderDataError("lines", "the order total must be positive")
+            raise NothingToChargeError()
         facts: dict[str, Any] = {
             "customer_id": customer_id,
             "currency": currency,
@@ -436,7 +453,7 @@ class Order(Aggregate):
         for sku, quantity in quantities.items():
             line = self.line(sku)
             if line is None:
-                raise InvalidOrderDataError(f"lines.{sku}", "is not a line of this order")
+                raise UnknownLineError(sku)
             left = line["quantity"] - self.shipped[sku]
             if quantity > left:
                 raise QuantityExceededError(f"lines.{sku}", sku, quantity, left, "left to ship")
@@ -602,7 +619,7 @@ class Order(Aggregate):
         for sku, quantity in quantities.items():
             line = self.line(sku)
             if line is None:
-                raise InvalidOrderDataError(f"lines.{sku}", "is not a line of this order")
+                raise UnknownLineError(sku)
             returnable = self.delivered[sku] - self.returned[sku]
             if quantity > returnable:
                 raise QuantityExceededError(f"lines.{sku}", sku, quantity, returnable, "delivered and not returned")
@@ -738,6 +755,8 @@ def price_lines(lines: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             reason = f"must be a Decimal percent from 0 to {MAX_DISCOUNT_PERCENT}, in hundredths"
             raise InvalidOrderDataError(f"{field}.discount", reason)
         gross = quantity * unit_price
+        if gross > MAX_LINE_AMOUNT:
+            raise InvalidOrderDataError(f"{field}.quantity", f"quantity × unit price must not exceed {MAX_LINE_AMOUNT}")
         line_total = (gross * (HUNDRED - discount) / HUNDRED).quantize(CENT, rounding=ROUND_HALF_UP)
         priced.append(
             {

@@ -303,7 +303,7 @@ def _register_type_adapters_quoted(datastore: PostgresDatastore) -> None:
             datastore.psycopg_python_types[name] = info.python_type
 
 
-PostgresDatastore.register_type_adapters = _register_type_adapters_quoted  # type: ignore[method-assign]
+PostgresDatastore.register_type_adapters = _register_type_adapters_quoted  # type: ignore[method-assign,assignment]
 
 
 class ServiceApplication(Application):

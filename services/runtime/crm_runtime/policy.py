@@ -24,6 +24,7 @@ transaction, so the reaction happened zero times, visibly, and the origin's late
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections import deque
@@ -162,30 +163,51 @@ class PolicyInbox:
             pulled = self._pull(origin, tracked)
             outcome.pulled += len(pulled)
             pending.extendleft(reversed(pulled))
-        while pending:
-            envelope = pending.popleft()
-            if envelope["position"] <= tracked:
-                outcome.duplicates += 1
-            elif envelope["previous"] == tracked:
-                try:
-                    applied = self._apply(envelope)
-                except Exception as exc:
-                    if not park or is_transient(exc):
-                        raise
-                    self._park(envelope, f"{type(exc).__name__}: {exc}", outcome)
+        try:
+            while pending:
+                envelope = pending.popleft()
+                if envelope["position"] <= tracked:
+                    outcome.duplicates += 1
+                elif envelope["previous"] == tracked and self.policies.reaction_for(envelope) is None:
+                    # Nothing to do: only the position moves, recorded once for the run of such events
+                    # (below, or with the next reaction's save, whose tracking is further still).
+                    tracked = envelope["position"]
+                    outcome.applied += 1
+                elif envelope["previous"] == tracked:
+                    try:
+                        applied = self._apply(envelope)
+                    except Exception as exc:
+                        if not park or is_transient(exc):
+                            raise
+                        self._park(envelope, f"{type(exc).__name__}: {exc}", outcome)
+                    else:
+                        outcome.applied += applied
+                        outcome.duplicates += not applied
+                    tracked = self._position(origin)
                 else:
-                    outcome.applied += applied
-                    outcome.duplicates += not applied
-                tracked = self._position(origin)
-            else:
-                pulled = self._pull(origin, tracked)
-                outcome.pulled += len(pulled)
-                if not pulled or pulled[0]["position"] > envelope["position"]:
-                    raise FeedUnavailableError(
-                        f"{origin} feed has nothing after {tracked} up to {envelope['position']}"
-                    )
-                pending.appendleft(envelope)
-                pending.extendleft(reversed(pulled))
+                    pulled = self._pull(origin, tracked)
+                    outcome.pulled += len(pulled)
+                    if not pulled or pulled[0]["position"] > envelope["position"]:
+                        raise FeedUnavailableError(
+                            f"{origin} feed has nothing after {tracked} up to {envelope['position']}"
+                        )
+                    pending.appendleft(envelope)
+                    pending.extendleft(reversed(pulled))
+        except Exception:
+            with contextlib.suppress(Exception):  # best effort: the error below is what the caller acts on
+                self._record_skipped(origin, tracked)
+            raise
+        self._record_skipped(origin, tracked)
+
+    def _record_skipped(self, origin: str, position: int) -> None:
+        """Record `position` when the last events applied needed no reaction (nothing saved them)."""
+        if position <= self._tracked.get(origin, 0):
+            return
+        try:
+            self.app.record_tracking(Tracking(origin, position))
+        except IntegrityError:
+            pass  # another replica recorded this position or a later one: nothing is lost
+        self._position(origin, refresh=True)
 
     def _apply(self, envelope: Envelope) -> bool:
         """React to one envelope; False when another replica got there first (a duplicate)."""

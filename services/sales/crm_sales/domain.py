@@ -36,6 +36,7 @@ from typing import Any
 from eventsourcing.domain import Aggregate, event
 
 from crm_contracts.errors import ConflictError, InvalidRequestError, NotFoundError, RuleViolationError
+from crm_contracts.vocabulary.money import MAX_LINE_AMOUNT
 from crm_contracts.vocabulary.sales import (
     CLOSED_STAGES,
     CURRENCIES,
@@ -592,6 +593,9 @@ def price_lines(lines: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 f"{field}.discount", f"must be a Decimal percent from 0 to {MAX_DISCOUNT_PERCENT}, in hundredths"
             )
         gross = quantity * unit_price
+        if gross > MAX_LINE_AMOUNT:
+            reason = f"quantity × unit price must not exceed {MAX_LINE_AMOUNT}"
+            raise InvalidOpportunityDataError(f"{field}.quantity", reason)
         priced.append(
             {
                 "sku": sku,

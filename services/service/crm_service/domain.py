@@ -85,6 +85,15 @@ class CaseStateError(RuleViolationError):
         super().__init__(f"case {case_id} is {status}: cannot {action}", status=status, action=action)
 
 
+class CaseClockError(RuleViolationError):
+    """A command dated before the case's last change: SLA clocks only make sense if history moves forward."""
+
+    def __init__(self, case_id: uuid.UUID, last_changed_at: datetime) -> None:
+        reason = f"must not be before the case's last change ({last_changed_at})"
+        super().__init__(f"case {case_id}: now {reason}", fields={"now": [reason]},
+                         last_changed_at=last_changed_at.isoformat())
+
+
 class ComplaintStageError(RuleViolationError):
     """The complaint is not at the stage this command needs (receive -> assess -> resolve -> summarise)."""
 
@@ -618,7 +627,7 @@ class Case(Aggregate):
         check_aware(now)
         # SLA clocks only make sense if a case's history moves forward in time.
         if now < self.last_changed_at:
-            raise InvalidCaseDataError("now", f"must not be before the case's last change ({self.last_changed_at})")
+            raise CaseClockError(self.id, self.last_changed_at)
 
     def _check_status(self, action: str, *allowed: str) -> None:
         if self.status not in allowed:

@@ -13,9 +13,9 @@ from crm_contracts.errors import StaleVersionError
 from crm_marketing.application import Marketing
 from crm_marketing.domain import (
     Campaign,
+    CampaignMismatchError,
     CampaignNotFoundError,
     CampaignStatusError,
-    InvalidCampaignDataError,
     InvalidLeadDataError,
     Lead,
     LeadClosedError,
@@ -125,7 +125,7 @@ def test_a_converted_lead_cannot_be_converted_again_and_its_campaign_counts_it_o
 def test_a_conversion_in_another_currency_than_the_campaign_changes_nothing(marketing, campaign_id):
     lead = capture(marketing, campaign_id)
     marketing.qualify_lead(lead.id)
-    with pytest.raises(InvalidCampaignDataError):
+    with pytest.raises(CampaignMismatchError):
         marketing.convert_lead(lead.id, Decimal("500.00"), "EUR")
     assert marketing.lead(lead.id).status == "qualified"
     assert marketing.campaign_results(campaign_id).conversions == 0

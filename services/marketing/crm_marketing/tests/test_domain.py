@@ -8,8 +8,10 @@ from uuid import uuid4
 
 import pytest
 
+from crm_contracts.errors import RuleViolationError
 from crm_marketing.domain import (
     Campaign,
+    CampaignMismatchError,
     CampaignResults,
     CampaignStatusError,
     InvalidCampaignDataError,
@@ -128,7 +130,6 @@ def test_responses_are_counted_per_channel_of_an_active_campaign_only():
 @pytest.mark.parametrize(
     ("channel", "count", "at", "field"),
     [
-        ("telephone", 1, NOW, "channel"),
         ("email", 0, NOW, "count"),
         ("email", True, NOW, "count"),
         ("email", 1, datetime(2027, 3, 10, 12, 0), "at"),
@@ -139,6 +140,15 @@ def test_a_bad_response_names_the_field(channel, count, at, field):
     with pytest.raises(InvalidCampaignDataError) as raised:
         campaign.record_response(channel, count, at)
     assert field in raised.value.details["fields"]
+
+
+def test_a_response_on_a_channel_the_campaign_does_not_use_is_a_rule_violation():
+    # "telephone" is a channel; only not one of this campaign's: its state refuses it (409, not 422).
+    campaign = an_active_campaign()
+    with pytest.raises(CampaignMismatchError) as raised:
+        campaign.record_response("telephone", 1, NOW)
+    assert isinstance(raised.value, RuleViolationError)
+    assert "channel" in raised.value.details["fields"]
 
 
 def test_results_count_each_lead_once_and_derive_cost_per_lead_and_roi():
@@ -172,7 +182,7 @@ def test_a_campaign_counts_only_its_own_leads_in_its_own_currency():
         campaign.count_conversion(stranger, Decimal("1.00"), "CNY")
     own = uuid4()
     campaign.attribute_lead(own)
-    with pytest.raises(InvalidCampaignDataError) as raised:
+    with pytest.raises(CampaignMismatchError) as raised:
         campaign.count_conversion(own, Decimal("1.00"), "EUR")
     assert "currency" in raised.value.details["fields"]
 

@@ -9,17 +9,19 @@ from uuid import uuid4
 
 import pytest
 
-from crm_contracts.errors import CrmError
+from crm_contracts.errors import CrmError, RuleViolationError
 from crm_order.domain import (
     CurrencyMismatchError,
     DuplicateIdConflictError,
     IllegalTransitionError,
     InvalidOrderDataError,
+    NothingToChargeError,
     Order,
     OverpaymentError,
     OverRefundError,
     QuantityExceededError,
     ShipmentNotFoundError,
+    UnknownLineError,
     returned_value,
 )
 from crm_order.tests.support import ADDRESS, an_order, assert_invariants, order_lines, replay
@@ -96,7 +98,6 @@ def _line(**overrides: Any) -> list[dict[str, Any]]:
         ({"lines": _line(discount=Decimal("101"))}, "lines.0.discount"),
         ({"lines": _line(discount=5)}, "lines.0.discount"),
         ({"lines": _line(colour="red")}, "lines.0.colour"),
-        ({"lines": _line(discount=Decimal("100"))}, "lines"),
         ({"shipping_address": {**ADDRESS, "city": " "}}, "shipping_address.city"),
         ({"shipping_address": {**ADDRESS, "country": "China"}}, "shipping_address.country"),
         ({"shipping_address": {**ADDRESS, "floor": "12"}}, "shipping_address.floor"),
@@ -107,6 +108,14 @@ def test_placing_with_bad_data_names_the_field(overrides, field):
     with pytest.raises(InvalidOrderDataError) as raised:
         an_order(**overrides)
     assert list(raised.value.details["fields"]) == [field]
+
+
+def test_an_order_worth_nothing_is_a_rule_violation_naming_its_lines():
+    # Each line is well formed; the business takes no order whose total is zero (409, not 422).
+    with pytest.raises(NothingToChargeError) as raised:
+        an_order(lines=_line(discount=Decimal("100")))
+    assert isinstance(raised.value, RuleViolationError)
+    assert list(raised.value.details["fields"]) == ["lines"]
 
 
 def test_confirming_twice_or_after_cancelling_is_refused():
@@ -144,7 +153,7 @@ def test_partial_shipments_until_every_line_is_shipped():
     ("lines", "error", "field"),
     [
         ({"LIC": 11}, QuantityExceededError, "lines.LIC"),
-        ({"NOPE": 1}, InvalidOrderDataError, "lines.NOPE"),
+        ({"NOPE": 1}, UnknownLineError, "lines.NOPE"),  # a well-formed SKU, not this order's: 409
         ({"LIC": 0}, InvalidOrderDataError, "lines.LIC"),
         ({}, InvalidOrderDataError, "lines"),
     ],

@@ -54,7 +54,7 @@ def listed_service(service_class: type, app: Any, test_database: dict[str, str],
 
     from crm_runtime.listing import ListingProjector
 
-    listing = service_class.listing.listing.in_schema(schema)  # the service's own declaration, another schema
+    listing = service_class.listing.listing.in_schema(schema)  # type: ignore[attr-defined]  # its own, another schema
     with listing_connection(test_database, schema) as conn:
         worker = worker_factory(service_class, application=app, db=conn, listing=listing)
         projector = ListingProjector(app, listing, dsn_of(test_database))

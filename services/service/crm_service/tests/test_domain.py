@@ -9,6 +9,7 @@ import pytest
 from crm_contracts.errors import InvalidRequestError
 from crm_service.domain import (
     Case,
+    CaseClockError,
     CaseStateError,
     ClassificationRules,
     ComplaintAlreadyRegisteredError,
@@ -243,7 +244,7 @@ def test_manual_escalation_climbs_the_tiers_and_stays_at_the_top():
 def test_time_must_not_run_backwards():
     case = a_case()
     case.respond("wang.wei", "hi", later(hours=2))
-    with pytest.raises(InvalidCaseDataError) as raised:
+    with pytest.raises(CaseClockError) as raised:
         case.respond("wang.wei", "earlier", later(hours=1))
     assert "now" in raised.value.details["fields"]
 
