@@ -115,7 +115,7 @@ FaqQuery = _list_query("FaqQuery", "Filters of GET /v1/faqs.", {
     "status": _one_of(FAQ_STATUSES), "department": _one_of(DEPARTMENTS),
 })
 LoyaltyAccountQuery = _list_query("LoyaltyAccountQuery", "Filters of GET /v1/loyalty-accounts.", {
-    "tier": _one_of(TIERS), "customer_id": fields.UUID(), "currency": Text(validate=validate.Length(equal=3)),
+    "tier": _one_of(TIERS), "customer_id": fields.UUID(), "currency": _one_of(CURRENCIES),
 })
 
 
