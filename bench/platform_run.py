@@ -25,6 +25,11 @@ ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = ROOT / "run" / "bench"
 
 
+#: Every registered service (all eight processes of `make run`), one replica each, whatever the
+#: environment says (crm_runtime.platform reads CRM_SERVICES and CRM_REPLICAS; empty means all, once).
+ALL_SERVICES_ONCE = {"CRM_SERVICES": "", "CRM_REPLICAS": ""}
+
+
 def _port_free(port: int) -> bool:
     """Whether nothing listens on 127.0.0.1:`port`."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -33,7 +38,8 @@ def _port_free(port: int) -> bool:
 
 
 class BenchPlatform:
-    """Starts every registered service (and the gateway) for the bench; stops them on exit, always."""
+    """Starts every registered service (and the gateway), one process each, for the bench; stops them on
+    exit, always."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -67,7 +73,10 @@ class BenchPlatform:
     def start(self) -> None:
         """A fresh database and vhost, migrations, then every process until ready."""
         env = {**self.settings.platform_env(), "GATEWAY_PORT": str(self.gateway_port),
-               "SERVICE_BASE_PORT": str(self.base_port), "RUN_DIR": str(RUN_DIR)}
+               "SERVICE_BASE_PORT": str(self.base_port), "RUN_DIR": str(RUN_DIR), **ALL_SERVICES_ONCE}
+        # Addresses of `make run`'s (or anyone's) services must not leak in: the supervisor derives each
+        # CRM_<SERVICE>_URLS from the bench's own ports when it is unset or empty.
+        env.update({key: "" for key in os.environ if key.startswith("CRM_") and key.endswith("_URLS")})
         # crm_runtime reads its settings from os.environ: this process (seeding, ports) uses the bench's.
         os.environ.update(env)
         from crm_runtime.platform import LocalPlatform

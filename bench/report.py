@@ -27,6 +27,8 @@ TARGETS = {
     "lag_p99_ms": ("<=", 500.0),
     "rebuild_events_per_second": (">=", 10000.0),
     "rss_total_mib": ("<=", 1536.0),
+    # issue 7: the resident memory of all eight processes together, with the journey.
+    "journey_rss_total_mib": ("<=", 1024.0),
 }
 
 NOTE_LOAD = ("The load generator (this process: plain threads, keep-alive http.client) runs on the same 2 cores "
@@ -67,6 +69,7 @@ def summary(results: dict[str, Any]) -> list[dict[str, Any]]:
     lag = plat.get("lag") or {}
     pipe = plat.get("pipeline") or {}
     reb = plat.get("rebuild") or {}
+    jour = plat.get("journeys") or {}
     mem = plat.get("memory") or {}
     rtt = (base.get("nameko_rpc_roundtrip") or {}).get("round_trip_ms")
     save_1 = _rate(base, "eventsourcing_save_1")
@@ -92,6 +95,24 @@ def summary(results: dict[str, Any]) -> list[dict[str, Any]]:
     row(f"projection lag p50 ({paced})", lag.get("lag_p50_ms"), "ms",
         "one nameko RPC round trip", rtt)
     row("projection lag p99", lag.get("lag_p99_ms"), "ms", "one nameko RPC round trip", rtt, "lag_p99_ms")
+    if "completed" in jour:
+        per_journey = jour.get("commands_per_journey")
+        journey_base = round(save_1 / per_journey, 1) if save_1 and per_journey else None
+        row(f"journeys/s ({jour['clients']} clients, {jour['completed']}/{jour['journeys']} completed)",
+            jour.get("per_second"), "/s", f"eventsourcing save / {per_journey or '?'} commands per journey",
+            journey_base)
+        handoffs = jour.get("handoffs") or {}
+        for label, key in (("p50", "p50_ms"), ("p99", "p99_ms")):
+            row(f"lead converted -> points earned {label}", (jour.get("converted_to_points") or {}).get(key), "ms",
+                "one nameko RPC round trip", rtt)
+        for label, key in (("converted -> opportunity", "converted_to_opportunity"),
+                           ("won -> order", "won_to_order"), ("paid -> points", "paid_to_points")):
+            figures = handoffs.get(key) or {}
+            row(f"  policy hand-off {label} p50", figures.get("p50_ms"), "ms", "one nameko RPC round trip", rtt)
+            row(f"  policy hand-off {label} p99", figures.get("p99_ms"), "ms", "one nameko RPC round trip", rtt)
+        after = jour.get("memory_after") or {}
+        row(f"resident memory, all {after.get('processes', '?')} platform processes (after journeys)",
+            after.get("total_mib"), "MiB", "", None, "journey_rss_total_mib")
     row("relay publish events/s (live, while seeding)", pipe.get("relay_per_second"), "/s",
         "py-amqp publish, batch confirms", batch)
     row("360 view live apply events/s (while seeding)", pipe.get("view_per_second"), "/s",
@@ -122,6 +143,10 @@ def render(results: dict[str, Any]) -> str:
             ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else ""
             lines.append(f"{r['figure']:<62} {_fmt(r['value'], r['unit']):>12} {base_text:>12} {ratio:>7}  "
                          f"{r.get('target', ''):>9} {met:>7}  {r['baseline']}")
+        failed = {name: entry["error"] for name, entry in (results.get("platform") or {}).items()
+                  if isinstance(entry, dict) and "error" in entry}
+        for name, error in failed.items():
+            lines.append(f"!! platform phase {name} FAILED: {error}")
         lines.append("")
         cpus = (results.get("host") or {}).get("cpus")
         phases = {name: entry["cpu_cores_used"] for name, entry in (results.get("platform") or {}).items()

@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 import psycopg2
 
-from bench import report, workload
+from bench import journey, report, workload
 from bench.baselines import run_baselines
 from bench.common import Settings, log
 from bench.platform_run import BenchPlatform, MemorySampler, infrastructure_rss
@@ -40,11 +40,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lag-rate", type=float, help="paced commands/s in the lag phase (100; quick 50)")
     parser.add_argument("--lag-seconds", type=float, help="length of the lag phase (20; quick 4)")
     parser.add_argument("--rebuild-events", type=int, help="events seeded for the rebuild (100000; quick 2000)")
+    parser.add_argument("--journeys", type=int, help="customers walked through the whole lifecycle (100; quick 10)")
+    parser.add_argument("--journey-clients", type=int, help="concurrent journey clients (8; quick 4)")
     args = parser.parse_args(argv)
-    defaults = ({"clients": 8, "registrations": 200, "lag_rate": 50.0, "lag_seconds": 4.0, "rebuild_events": 2000}
+    defaults = ({"clients": 8, "registrations": 200, "lag_rate": 50.0, "lag_seconds": 4.0, "rebuild_events": 2000,
+                 "journeys": 10, "journey_clients": 4}
                 if args.quick else
                 {"clients": 16, "registrations": 3000, "lag_rate": 100.0, "lag_seconds": 20.0,
-                 "rebuild_events": 100_000})
+                 "rebuild_events": 100_000, "journeys": 100, "journey_clients": 8})
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -175,11 +178,13 @@ def run_platform(settings: Settings, args: argparse.Namespace, results: dict[str
                     address, token, args.registrations, args.clients)))
                 phase("lag", lambda: measured(bench, lambda: workload.projection_lag(
                     address, token, args.lag_rate, args.lag_seconds)))
+                phase("journeys", lambda: measured(bench, lambda: journeys(
+                    bench, memory, address, token, args.journeys, args.journey_clients)))
             else:
                 why = bench.gateway_error or "not installed (no `gateway` entry point in crm.services)"
                 out["gateway"] = {"error": why}
-                results["notes"].append(f"The gateway did not run ({why}): registrations and projection lag were "
-                                        "not measured.")
+                results["notes"].append(f"The gateway did not run ({why}): registrations, projection lag and the "
+                                        "journeys were not measured.")
             phase("pipeline", lambda: measured(bench, lambda: pipeline(
                 settings, bench, args.rebuild_events, quick=settings.quick)))
             phase("rebuild", lambda: measured(bench, lambda: workload.rebuild(
@@ -193,6 +198,20 @@ def run_platform(settings: Settings, args: argparse.Namespace, results: dict[str
     finally:
         workload.STOP.set()
         bench.stop()
+
+
+def journeys(bench: BenchPlatform, memory: MemorySampler, address: tuple[str, int], token: str, count: int,
+             clients: int) -> dict[str, Any]:
+    """The customer journey under load (bench.journey), then the resident memory of every platform process."""
+    missing = [name for name in journey.SERVICES if not bench.platform.services(name)]
+    if missing:
+        raise RuntimeError(f"the journey needs {', '.join(missing)}: not registered (run `make install`)")
+    outcome = journey.journeys(address, token, count, clients)
+    now = memory.sample()
+    outcome["memory_after"] = {"processes": len(now), "names": sorted(now),
+                               "total_mib": round(sum(now.values()), 1),
+                               "per_process_mib": {k: round(v, 1) for k, v in now.items()}}
+    return outcome
 
 
 def pipeline(settings: Settings, bench: BenchPlatform, events: int, quick: bool) -> dict[str, Any]:
@@ -226,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"quick": settings.quick, "runs": settings.runs, "seconds_per_run": settings.seconds,
                      "max_ops_per_run": settings.max_ops, "database": settings.dbname, "vhost": settings.vhost,
                      "clients": args.clients, "registrations": args.registrations, "lag_rate": args.lag_rate,
-                     "lag_seconds": args.lag_seconds, "rebuild_events": args.rebuild_events},
+                     "lag_seconds": args.lag_seconds, "rebuild_events": args.rebuild_events,
+                     "journeys": args.journeys, "journey_clients": args.journey_clients},
         "notes": [report.NOTE_LOAD],
     }
     status = 0
@@ -266,6 +286,19 @@ def _add_notes(results: dict[str, Any]) -> None:
         notes.append("Projection lag is measured from the 201 to the first 200 of GET /v1/customers/{id}/360 for every "
                      "5th registration; one sampler polls the pending ids in turn (one GET in flight, 10 ms pause per "
                      "round), so each lag may be over-stated by up to one round (lag.round_ms in the JSON).")
+        jour = plat.get("journeys") or {}
+        if "completed" in jour:
+            notes.append(f"Journeys: each of {jour['journeys']} customers walks lead capture, qualify, convert -> "
+                         "(policies: customer, opportunity) -> stages, quote, accept, win -> (policy: order) -> "
+                         "shipping address, confirm, ship, deliver, pay -> (policy: points), over HTTP through the "
+                         f"gateway from {jour['clients']} clients, each on its own campaign planned before the clock "
+                         "starts, after one untimed warm-up journey. Journeys/s = completed journeys / wall time. "
+                         "'Converted -> points' runs from the 200 of POST /v1/leads/{id}/convert to the first "
+                         f"GET /v1/loyalty-accounts/{{customer}} showing the points (polled every "
+                         f"{jour['poll_interval_ms']:.0f} ms, as are the opportunity and the order): it includes the "
+                         "client's own commands between the hand-offs; the hand-off rows are the policies alone. "
+                         "The baseline of journeys/s is eventsourcing single saves/s divided by the commands a "
+                         "journey sends. Every balance and hand-off is checked again after the run.")
         notes.append("Rebuild events are seeded straight into the customer event store (a registration and four "
                      "consents per customer, in batched transactions) and published by the running relay.")
         notes.append("Resident memory counts the platform's own processes (what `make run` starts); RabbitMQ and "

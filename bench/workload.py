@@ -35,14 +35,16 @@ class Client:
                         "Accept": "application/json"}
         self.conn: http.client.HTTPConnection | None = None
 
-    def request(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
-        """Send one request; (status, body). A broken connection is re-opened once."""
+    def request(self, method: str, path: str, body: Any = None,
+                headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        """Send one request (with extra `headers`); (status, body). A broken connection is re-opened once."""
         payload = None if body is None else json.dumps(body)
+        sent = {**self.headers, **headers} if headers else self.headers
         for attempt in (1, 2):
             if self.conn is None:
                 self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
             try:
-                self.conn.request(method, path, body=payload, headers=self.headers)
+                self.conn.request(method, path, body=payload, headers=sent)
                 response = self.conn.getresponse()
                 return response.status, response.read()
             except (http.client.HTTPException, OSError):

@@ -54,3 +54,45 @@ def test_quick_baselines_write_results(tmp_path: Path) -> None:
         assert len(entry["runs"]) == latest["settings"]["runs"]
         assert all(rate > 0 for rate in entry["runs"]), name
     assert baselines["nameko_rpc_roundtrip"]["round_trip_ms"] > 0
+
+
+def journey_results(rss_mib: float, error: str | None = None) -> dict[str, object]:
+    """Results as `python -m bench` writes them, with only the journey phase and one baseline."""
+    journeys: dict[str, object] = {
+        "journeys": 100, "clients": 8, "completed": 100, "failed": 0, "per_second": 4.2,
+        "commands_per_journey": 14.0, "poll_interval_ms": 20.0,
+        "converted_to_points": {"p50_ms": 900.0, "p99_ms": 2100.0},
+        "handoffs": {name: {"p50_ms": 80.0, "p99_ms": 300.0}
+                     for name in ("converted_to_opportunity", "won_to_order", "paid_to_points")},
+        "memory_after": {"processes": 8, "total_mib": rss_mib},
+    }
+    if error:
+        journeys["error"] = error
+    return {"settings": {"quick": False, "runs": 3}, "notes": [],
+            "baselines": {"eventsourcing_save_1": {"what": "eventsourcing save", "rate": 1400.0, "unit": "/s",
+                                                   "runs": [1400.0]}},
+            "platform": {"journeys": journeys}}
+
+
+def test_report_shows_the_journey_figures_and_their_targets() -> None:
+    """The journey's figures are rows of the table and the JSON summary; RSS is judged against 1 GiB."""
+    from bench import report
+
+    rows = {row["figure"]: row for row in report.summary(journey_results(700.0))}
+    throughput = next(row for figure, row in rows.items() if figure.startswith("journeys/s"))
+    assert throughput["value"] == 4.2 and throughput["baseline_value"] == 100.0
+    assert rows["lead converted -> points earned p50"]["value"] == 900.0
+    assert rows["lead converted -> points earned p99"]["value"] == 2100.0
+    for handoff in ("converted -> opportunity", "won -> order", "paid -> points"):
+        assert rows[f"  policy hand-off {handoff} p99"]["value"] == 300.0
+    memory = rows["resident memory, all 8 platform processes (after journeys)"]
+    assert memory["target"] == "≤ 1,024" and memory["met"] is True
+    over = report.summary(journey_results(1100.0))
+    assert next(row for row in over if row["figure"].startswith("resident memory, all 8"))["met"] is False
+
+
+def test_report_says_loudly_when_a_journey_went_wrong() -> None:
+    from bench import report
+
+    text = report.render(journey_results(700.0, error="journey correctness: 1 of 100 journeys failed"))
+    assert "platform phase journeys FAILED: journey correctness" in text

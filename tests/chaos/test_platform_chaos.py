@@ -135,7 +135,7 @@ def test_registrations_survive_killed_processes_and_broker_and_database_outages(
     proxied_platform: tuple[RunningPlatform, OutageProxyProcess, OutageProxyProcess],
 ) -> None:
     running, broker, database = proxied_platform
-    client = RetryingClient(running.gateways, running.token, deadline=90)
+    client = RetryingClient(running.gateways, running.token, deadline=150)
     chaos = Chaos(running, broker, database)
     started = time.monotonic()
     with ThreadPoolExecutor(1) as background:

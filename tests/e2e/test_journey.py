@@ -193,11 +193,6 @@ def test_one_customer_walks_the_whole_lifecycle_and_the_360_view_shows_every_sta
     print("journey:", *journey.steps, sep="\n  ")
 
 
-@pytest.mark.xfail(reason="platform bug (crm_marketing/application.py): capture, qualify and convert also save "
-                          "the lead's campaign (Marketing.capture_lead, _change_lead_and_campaign), so leads of one "
-                          "campaign handled at once race on it; _execute then answers StaleVersionError (412) to a "
-                          "capture sent without If-Match after 10 immediate retries, and to a qualify or convert "
-                          "at the first lost race although the lead's If-Match is current", strict=False)
 def test_leads_of_one_campaign_handled_at_the_same_time_are_never_refused_as_stale(
     whole_platform: RunningPlatform,
 ) -> None:

@@ -36,9 +36,9 @@ class Marketing(ServiceApplication):
 
     service = "marketing"
     scoring_rule = ScoringRule()
-    #: How often a command without an expected version is retried after losing a race: several leads
+    #: How often a command is retried after losing a race (with a growing random pause): several leads
     #: of one campaign qualifying at once all change the campaign, and each retry sees the winner.
-    command_attempts = 10
+    command_attempts = 30
 
     # --- campaigns ------------------------------------------------------------------------------
 
@@ -384,7 +384,7 @@ class Marketing(ServiceApplication):
                 first = created() if created is not None else None
                 if first is not None:
                     return first
-                time.sleep(random.uniform(0, 0.005 * attempt_number))  # noqa: S311 - jitter, not security
+                time.sleep(random.uniform(0, 0.01 * attempt_number))  # noqa: S311 - jitter, not security
                 continue
             return primary
         raise StaleVersionError(f"{what} was changed concurrently; reload it and retry")
