@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime
@@ -39,6 +40,12 @@ class Marketing(ServiceApplication):
     #: How often a command is retried after losing a race (with a growing random pause): several leads
     #: of one campaign qualifying at once all change the campaign, and each retry sees the winner.
     command_attempts = 30
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Every lead of a campaign also changes the campaign (its counters): within one process these
+        # commands take turns instead of racing; replicas still race, and retry (_execute).
+        self._campaign_writes = threading.Lock()
 
     # --- campaigns ------------------------------------------------------------------------------
 
@@ -153,9 +160,11 @@ class Marketing(ServiceApplication):
             return lead, [campaign] if campaign else []
 
         if lead_id is None:
-            return self._execute(capture, None, "the lead's campaign")
+            with self._campaign_writes:
+                return self._execute(capture, None, "the lead's campaign")
         try:
-            return self._execute(capture, None, "the lead's campaign", lambda: self._existing(lead_id, Lead))
+            with self._campaign_writes:
+                return self._execute(capture, None, "the lead's campaign", lambda: self._existing(lead_id, Lead))
         except CrmError:
             first = self._existing(lead_id, Lead)
             if first is None:
@@ -354,7 +363,8 @@ class Marketing(ServiceApplication):
             change(lead, campaign)
             return lead, [campaign] if campaign else []
 
-        return self._execute(attempt, expected_version, f"lead {lead_id} or its campaign")
+        with self._campaign_writes:
+            return self._execute(attempt, expected_version, f"lead {lead_id} or its campaign")
 
     def _execute(
         self,
