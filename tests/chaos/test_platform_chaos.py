@@ -31,7 +31,10 @@ from tests.support.platforms import RunningPlatform, platform_of_its_own
 from tests.support.polling import eventually
 from tests.support.proxy import OutageProxyProcess
 
-pytestmark = pytest.mark.chaos
+# Quarantined from `make test` (CI), still in `make test-e2e`: in about one run in three, one registration
+# of 2,000 gets no answer however long its client retries (every try times out; it never reaches the
+# customer service), while every accepted registration is in the view exactly once. Open: see the README.
+pytestmark = [pytest.mark.chaos, pytest.mark.quarantine]
 
 CHAOS_PORT = int(os.environ.get("CRM_CHAOS_GATEWAY_PORT", "18300"))
 MIN_REGISTRATIONS = 2000
@@ -165,10 +168,6 @@ def test_registrations_survive_killed_processes_and_broker_and_database_outages(
     assert running.rebuild_changes_nothing() >= len(accepted)
 
     unanswered = [(o.key, o.status, o.body) for o in outcomes if not o.accepted]
-    # Known and open (see the README, "Known limits"): about one registration in 2,000 still gets no answer
-    # within the clients' retry window in this run, every try timing out; what was accepted is always
-    # exactly once (above). More than one in a thousand is a regression.
-    print(f"unanswered within the retry window: {unanswered}")
-    assert len(unanswered) <= len(outcomes) // 1000, f"{len(unanswered)} registrations never answered 2xx"
+    assert unanswered == [], f"{len(unanswered)} registrations never answered 2xx: {unanswered[:5]}"
     assert len(running.stored_events()) == len(outcomes), "a retried registration registered twice"
     assert chaos.crashed_in_outages == {}, "a dependency's outage killed a process (the supervisor restarted it)"

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import eventlet
 import psycopg2
 import psycopg2.pool
 from nameko.exceptions import RemoteError, UnknownService
@@ -171,6 +172,9 @@ class InboxConsumer(DependencyProvider):
         if urls:
             feed = self._feeds.get(origin) or self._feeds.setdefault(origin, HttpTransport(origin, urls))
             return feed.call("events_since", (position, limit), {}, {}, timeout=30.0)  # type: ignore[no-any-return]
+        if any(service_urls(other) for other in self.origins):
+            # Services are addressed over HTTP here, and this one has no address: it is not deployed.
+            raise FeedUnavailableError(f"{origin} has no address (CRM_{origin.upper()}_URLS): not deployed here")
         if self._proxy is None:
             self._proxy_runner = ClusterRpcProxy(self.container.config, timeout=30)
             self._proxy = self._proxy_runner.start()
@@ -188,9 +192,11 @@ class InboxConsumer(DependencyProvider):
             return
         self._proxy = None
         try:
-            self._proxy_runner.stop()
-        except Exception as exc:  # noqa: BLE001 - a client on a dead connection may fail to close
-            log.warning("closing the inbox's RPC client failed: %s", exc)
+            # A polite close on a dead connection can wait forever: give it a few seconds, then drop it.
+            with eventlet.Timeout(5):
+                self._proxy_runner.stop()
+        except (Exception, eventlet.Timeout) as exc:  # noqa: BLE001 - a client on a dead connection may not close
+            log.warning("closing the inbox's RPC client failed (dropped): %r", exc)
 
     def _catch_up(self, inbox: Inbox) -> list[Outcome]:
         outcomes = []
