@@ -117,6 +117,32 @@ def connection_usable(conn: Any) -> bool:
     return not readable
 
 
+def receive_by_origin(
+    envelopes: Iterable[Envelope], receive_from: Callable[[str, list[Envelope], Outcome], None]
+) -> Outcome:
+    """Hand each origin's envelopes to `receive_from` on their own, so one failing origin never holds
+    back the others; a gap the feed cannot fill yet defers the group, any other failure reports it
+    (transient or not) for the consumer to retry or park. Shared by the read-side and policy inboxes."""
+    outcome = Outcome()
+    by_origin: dict[str, list[Envelope]] = {}
+    for envelope in envelopes:
+        by_origin.setdefault(envelope["origin"], []).append(envelope)
+    for origin, group in by_origin.items():
+        try:
+            receive_from(origin, group, outcome)
+        except FeedUnavailableError as exc:
+            # Leave the gap open: these envelopes are acked, and pulled again from the feed by a later
+            # batch or by catch-up.
+            log.warning("gap in %s not repaired yet: %s", origin, exc, extra={"origin": origin})
+            outcome.deferred += len(group)
+        except Exception as exc:  # noqa: BLE001 - a failing handler is reported, never swallowed
+            transient = is_transient(exc)
+            log.log(logging.WARNING if transient else logging.ERROR, "applying events from %s failed: %s",
+                    origin, exc, exc_info=not transient, extra={"origin": origin})
+            outcome.failed.extend(Failure(envelope, _reason(exc), transient) for envelope in group)
+    return outcome
+
+
 class Failure(NamedTuple):
     """An envelope whose origin could not be applied this time, and why."""
 
@@ -204,24 +230,8 @@ class Inbox:
         With `park`, envelopes that fail with a non-transient error are parked and the rest of their
         origin is applied; without it, any failure leaves the whole origin's group for a retry.
         """
-        outcome = Outcome()
-        by_origin: dict[str, list[Envelope]] = {}
-        for envelope in envelopes:
-            by_origin.setdefault(envelope["origin"], []).append(envelope)
-        for origin, group in by_origin.items():
-            try:
-                self._receive_from(origin, group, outcome, park=park)
-            except FeedUnavailableError as exc:
-                # Leave the gap open: these envelopes are acked, and pulled again from the feed
-                # by a later batch or by catch_up.
-                log.warning("gap in %s not repaired yet: %s", origin, exc, extra={"origin": origin})
-                outcome.deferred += len(group)
-            except Exception as exc:  # noqa: BLE001 - a failing handler is reported, never swallowed
-                transient = is_transient(exc)
-                log.log(logging.WARNING if transient else logging.ERROR, "applying events from %s failed: %s",
-                        origin, exc, exc_info=not transient, extra={"origin": origin})
-                outcome.failed.extend(Failure(envelope, _reason(exc), transient) for envelope in group)
-        return outcome
+        return receive_by_origin(envelopes, lambda origin, group, outcome: self._receive_from(
+            origin, group, outcome, park=park))
 
     def catch_up(self, origin: str, park: bool = True) -> Outcome:
         """Pull and apply everything `origin` published after the tracked position.

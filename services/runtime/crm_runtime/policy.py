@@ -38,7 +38,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from crm_contracts.errors import StaleVersionError
 from crm_runtime.commands import derived_id
 from crm_runtime.eventstore import ReactionSavedTwiceError, ServiceApplication, command_metadata, reaction_tracking
-from crm_runtime.inbox import Envelope, Failure, FeedUnavailableError, Fetch, Outcome, is_transient
+from crm_runtime.inbox import Envelope, FeedUnavailableError, Fetch, Outcome, is_transient, receive_by_origin
 
 log = logging.getLogger(__name__)
 
@@ -125,22 +125,8 @@ class PolicyInbox:
         With `park`, an event whose reaction fails for a reason of its own is parked and the rest of
         its origin applies; without it, a failure leaves the origin's remaining events for a retry.
         """
-        outcome = Outcome()
-        by_origin: dict[str, list[Envelope]] = {}
-        for envelope in envelopes:
-            by_origin.setdefault(envelope["origin"], []).append(envelope)
-        for origin, group in by_origin.items():
-            try:
-                self._receive_from(origin, group, outcome, park=park)
-            except FeedUnavailableError as exc:
-                log.warning("gap in %s not repaired yet: %s", origin, exc, extra={"origin": origin})
-                outcome.deferred += len(group)
-            except Exception as exc:  # noqa: BLE001 - reported to the consumer, which retries or parks
-                transient = is_transient(exc)
-                log.log(logging.WARNING if transient else logging.ERROR, "reacting to events from %s failed: %s",
-                        origin, exc, exc_info=not transient, extra={"origin": origin})
-                outcome.failed.extend(Failure(e, f"{type(exc).__name__}: {exc}", transient) for e in group)
-        return outcome
+        return receive_by_origin(envelopes, lambda origin, group, outcome: self._receive_from(
+            origin, group, outcome, park=park))
 
     def catch_up(self, origin: str, park: bool = True) -> Outcome:
         """Pull and apply everything `origin` published after the tracked position (parking poison:

@@ -111,7 +111,13 @@ class HttpRpc(HttpEntrypoint):
     def _arguments(request: Request) -> tuple[tuple[Any, ...], dict[str, Any]]:
         if (request.content_length or 0) > MAX_COMMAND_BYTES:
             raise ValueError(f"the command body is larger than {MAX_COMMAND_BYTES} bytes")
-        body = json.loads(request.get_data(cache=False) or b"{}")
+        raw = request.stream.read(MAX_COMMAND_BYTES + 1)  # bounded, whether chunked or not
+        if len(raw) > MAX_COMMAND_BYTES:
+            raise ValueError(f"the command body is larger than {MAX_COMMAND_BYTES} bytes")
+        try:
+            body = json.loads(raw or b"{}")
+        except RecursionError:
+            raise ValueError("the command body is nested too deeply") from None
         if not isinstance(body, dict):
             raise ValueError('the body must be {"args": [...], "kwargs": {...}}')
         args, kwargs = body.get("args", []), body.get("kwargs", {})

@@ -6,6 +6,7 @@ session's RabbitMQ virtual host. Replaced: the service is a stand-in with one co
 
 from __future__ import annotations
 
+import json
 import socket
 from typing import Any
 
@@ -78,3 +79,17 @@ def test_the_same_method_answers_over_rabbitmq(echo_service: str, amqp_vhost: st
         assert cluster.echo.shout("x") == {"text": "X"}
         with pytest.raises(ServiceError):
             cluster.echo.find("k2")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "body", [b"[" * 100_000, b'{"args": [' + b"1," * 3_000_000 + b"1]}", b"not json", b'{"args": "x"}'],
+    ids=["deeply nested", "over the size limit", "not JSON", "args not a list"],
+)
+def test_a_malformed_command_body_is_a_400_and_runs_nothing(echo_service: str, body: bytes) -> None:
+    import urllib3
+
+    response = urllib3.PoolManager().request("POST", f"{echo_service}/rpc/shout", body=body,
+                                             headers={"Content-Type": "application/json"}, retries=False)
+    assert response.status == 400
+    assert json.loads(response.data)["error"]["code"] == "bad_request"
