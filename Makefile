@@ -11,7 +11,7 @@ EDITABLES   := $(foreach p,$(PACKAGES),-e $(if $(filter services/runtime,$(p)),'
 STAMP       := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install infra migrate run stop status token test test-unit test-integration test-e2e bench lint fmt contracts up down clean
+.PHONY: help install infra migrate run stop status ops-status token test test-unit test-integration test-e2e bench bench-scale lint fmt contracts up down clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ stop:  ## stop the supervisor and every process `make run` started
 status:  ## show each process: state, pid, readiness, port, restarts, last exit code
 	@$(BIN)/crm-platform status
 
+ops-status:  ## relay and consumer lag, dead letters and readiness of the running platform (crm-admin status)
+	@$(BIN)/crm-admin status
+
 token: install  ## print a development JWT (secret from CRM_JWT_SECRET)
 	@$(BIN)/python -m crm_gateway.auth
 
@@ -63,6 +66,9 @@ test-e2e: install infra  ## end-to-end tests: real processes, driven over HTTP
 bench: install infra  ## benchmark: raw baselines and the platform, as ratios (writes bench/results/)
 	@$(BIN)/python -m bench
 
+bench-scale: install infra  ## 360 read and search latency with 10k, then 1M events in the stores (long)
+	@$(BIN)/python -m bench.reads
+
 lint:  ## ruff and mypy
 	@$(BIN)/ruff check .
 	@$(BIN)/mypy contracts/crm_contracts services/runtime/crm_runtime gateway/crm_gateway
@@ -71,7 +77,7 @@ fmt:  ## format the code with ruff
 	@$(BIN)/ruff format .
 	@$(BIN)/ruff check --fix .
 
-contracts: install  ## write the JSON Schemas of every published event (and record new samples)
+contracts: install  ## write the JSON Schemas and the AsyncAPI document of every published event (and record new samples)
 	@$(BIN)/python -m crm_contracts.export
 
 up:  ## docker compose up (where a Docker engine runs)

@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 import psycopg2
 
-from bench import journey, report, workload
+from bench import journey, reads, report, workload
 from bench.baselines import run_baselines
 from bench.common import Settings, log
 from bench.platform_run import BenchPlatform, MemorySampler, infrastructure_rss
@@ -37,17 +37,20 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="the bench's own RabbitMQ vhost, deleted and recreated (default crm_bench)")
     parser.add_argument("--clients", type=int, help="concurrent registration clients (16; quick 8)")
     parser.add_argument("--registrations", type=int, help="registrations in the throughput phase (3000; quick 200)")
-    parser.add_argument("--lag-rate", type=float, help="paced commands/s in the lag phase (100; quick 50)")
+    parser.add_argument("--lag-rate", type=float, help="paced commands/s in the lag phase (200; quick 50)")
     parser.add_argument("--lag-seconds", type=float, help="length of the lag phase (20; quick 4)")
     parser.add_argument("--rebuild-events", type=int, help="events seeded for the rebuild (100000; quick 2000)")
     parser.add_argument("--journeys", type=int, help="customers walked through the whole lifecycle (100; quick 10)")
     parser.add_argument("--journey-clients", type=int, help="concurrent journey clients (8; quick 4)")
+    parser.add_argument("--read-customers", type=int, help="customers in the view for reads (100000; quick 3000)")
+    parser.add_argument("--read-seconds", type=float, help="seconds of each read load (15; quick 3)")
     args = parser.parse_args(argv)
     defaults = ({"clients": 8, "registrations": 200, "lag_rate": 50.0, "lag_seconds": 4.0, "rebuild_events": 2000,
-                 "journeys": 10, "journey_clients": 4}
+                 "journeys": 10, "journey_clients": 4, "read_customers": 3000, "read_seconds": 3.0}
                 if args.quick else
-                {"clients": 16, "registrations": 3000, "lag_rate": 100.0, "lag_seconds": 20.0,
-                 "rebuild_events": 100_000, "journeys": 100, "journey_clients": 8})
+                {"clients": 16, "registrations": 3000, "lag_rate": 200.0, "lag_seconds": 20.0,
+                 "rebuild_events": 100_000, "journeys": 100, "journey_clients": 8, "read_customers": 100_000,
+                 "read_seconds": 15.0})
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -176,6 +179,10 @@ def run_platform(settings: Settings, args: argparse.Namespace, results: dict[str
                 address = ("127.0.0.1", bench.gateway_port)
                 phase("registrations", lambda: measured(bench, lambda: workload.registrations(
                     address, token, args.registrations, args.clients)))
+                phase("registrations_keyed", lambda: measured(bench, lambda: workload.registrations(
+                    address, token, args.registrations, args.clients, keyed=True)))
+                phase("profile_changes", lambda: measured(bench, lambda: workload.profile_changes(
+                    address, token, args.registrations, args.clients)))
                 phase("lag", lambda: measured(bench, lambda: workload.projection_lag(
                     address, token, args.lag_rate, args.lag_seconds)))
                 phase("journeys", lambda: measured(bench, lambda: journeys(
@@ -187,6 +194,13 @@ def run_platform(settings: Settings, args: argparse.Namespace, results: dict[str
                                         "journeys were not measured.")
             phase("pipeline", lambda: measured(bench, lambda: pipeline(
                 settings, bench, args.rebuild_events, quick=settings.quick)))
+            if bench.has_gateway and bench.gateway_error is None:
+                # The view grown to --read-customers, then 360 reads, search and the apply capacity (bench.reads).
+                seeded = (out.get("pipeline") or {}).get("seeded") or {}
+                after = max(0, int(seeded.get("head", 0) - 1.2 * seeded.get("events", 0)))
+                phase("reads", lambda: measured(bench, lambda: reads.phase(
+                    settings, bench, token, args.read_customers, 16, args.read_seconds, after,
+                    min(25_000, max(2_000, int(seeded.get("events", 0)))))))
             phase("rebuild", lambda: measured(bench, lambda: workload.rebuild(
                 settings, timeout=120 if settings.quick else 900)))
             memory.sample()
@@ -246,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
                      "max_ops_per_run": settings.max_ops, "database": settings.dbname, "vhost": settings.vhost,
                      "clients": args.clients, "registrations": args.registrations, "lag_rate": args.lag_rate,
                      "lag_seconds": args.lag_seconds, "rebuild_events": args.rebuild_events,
-                     "journeys": args.journeys, "journey_clients": args.journey_clients},
+                     "journeys": args.journeys, "journey_clients": args.journey_clients,
+                     "read_customers": args.read_customers, "read_seconds": args.read_seconds},
         "notes": [report.NOTE_LOAD],
     }
     status = 0
@@ -299,6 +314,8 @@ def _add_notes(results: dict[str, Any]) -> None:
                          "client's own commands between the hand-offs; the hand-off rows are the policies alone. "
                          "The baseline of journeys/s is eventsourcing single saves/s divided by the commands a "
                          "journey sends. Every balance and hand-off is checked again after the run.")
+        if plat.get("reads") and "error" not in plat["reads"]:
+            notes.append(reads.NOTE)
         notes.append("Rebuild events are seeded straight into the customer event store (a registration and four "
                      "consents per customer, in batched transactions) and published by the running relay.")
         notes.append("Resident memory counts the platform's own processes (what `make run` starts); RabbitMQ and "

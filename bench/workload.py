@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -84,21 +85,16 @@ class Tally:
                 self.errors.append(message)
 
 
-def registrations(base: tuple[str, int], token: str, count: int, clients: int) -> dict[str, Any]:
-    """`count` registrations from `clients` concurrent threads, as fast as the gateway answers."""
-    run = uuid.uuid4().hex[:8]
+#: One timed command of a client: (client, its slot, the command's number) -> HTTP status.
+Step = Callable[["Client", int, int], int]
+
+
+def drive(base: tuple[str, int], token: str, count: int, clients: int, step: Step) -> dict[str, Any]:
+    """`count` commands from `clients` concurrent threads (one keep-alive connection each), as fast as
+    the gateway answers; latencies of the 2xx answers."""
     numbers = itertools.count()
     tally = Tally()
     latencies: list[list[float]] = [[] for _ in range(clients)]
-    warmup = min(2 * clients, max(1, count // 10))
-
-    def warm() -> None:
-        client = Client(*base, token)
-        for n in range(warmup):
-            status, _ = client.request("POST", "/v1/customers", registration(run + "w", n))
-            if status != 201:
-                raise RuntimeError(f"warm-up registration answered {status}")
-        client.close()
 
     def worker(slot: int) -> None:
         client = Client(*base, token)
@@ -109,16 +105,15 @@ def registrations(base: tuple[str, int], token: str, count: int, clients: int) -
                 break
             sent = time.perf_counter()
             try:
-                status, _ = client.request("POST", "/v1/customers", registration(run, number))
+                status = step(client, slot, number)
             except (http.client.HTTPException, OSError) as exc:
                 tally.error(f"{type(exc).__name__}: {exc}")
                 continue
-            if status == 201:
+            if 200 <= status < 300:
                 mine.append(time.perf_counter() - sent)
             tally.count(status)
         client.close()
 
-    warm()
     threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(clients)]
     started = time.perf_counter()
     for thread in threads:
@@ -131,6 +126,49 @@ def registrations(base: tuple[str, int], token: str, count: int, clients: int) -
             "per_second": round(len(done) / elapsed, 1) if elapsed else 0.0,
             "p50_ms": _ms(percentile(done, 50)), "p99_ms": _ms(percentile(done, 99)),
             "max_ms": _ms(max(done) if done else None), "statuses": tally.statuses, "errors": tally.errors}
+
+
+def registrations(base: tuple[str, int], token: str, count: int, clients: int, keyed: bool = False) -> dict[str, Any]:
+    """`count` registrations from `clients` threads; with `keyed`, each carries an Idempotency-Key (the
+    gateway then stores its answer: two more commits per command)."""
+    run = uuid.uuid4().hex[:8]
+    warmup = Client(*base, token)
+    for n in range(min(2 * clients, max(1, count // 10))):
+        status, _ = warmup.request("POST", "/v1/customers", registration(run + "w", n))
+        if status != 201:
+            raise RuntimeError(f"warm-up registration answered {status}")
+    warmup.close()
+
+    def register(client: Client, slot: int, number: int) -> int:
+        headers = {"Idempotency-Key": f"{run}-{number}"} if keyed else None
+        return client.request("POST", "/v1/customers", registration(run, number), headers)[0]
+
+    return {**drive(base, token, count, clients, register), "idempotency_key": keyed}
+
+
+def profile_changes(base: tuple[str, int], token: str, count: int, clients: int) -> dict[str, Any]:
+    """`count` profile changes with If-Match from `clients` threads, each changing a customer of its own
+    (so none is refused as stale: the figure is the command path, not conflicts)."""
+    run = uuid.uuid4().hex[:8]
+    setup = Client(*base, token)
+    versions: list[tuple[str, int]] = []
+    for slot in range(clients):
+        status, body = setup.request("POST", "/v1/customers", registration(run, slot))
+        if status != 201:
+            raise RuntimeError(f"registering the customers to change answered {status}")
+        answer = json.loads(body)
+        versions.append((answer["id"], int(answer["version"])))
+    setup.close()
+
+    def change(client: Client, slot: int, number: int) -> int:
+        customer_id, version = versions[slot]
+        status, body = client.request("PATCH", f"/v1/customers/{customer_id}", {"company": f"Company {number}"},
+                                      {"If-Match": f'"{version}"'})
+        if status == 200:
+            versions[slot] = (customer_id, int(json.loads(body)["version"]))
+        return status
+
+    return drive(base, token, count, clients, change)
 
 
 def projection_lag(base: tuple[str, int], token: str, rate: float, seconds: float, every: int = 5,
@@ -241,7 +279,7 @@ def seed_events(events: int, batch_customers: int = 200) -> dict[str, Any]:
     (a registration and four consents per customer, with the email claims), in batches of one
     transaction; the running relay publishes them. Returns the log position to wait for."""
     from crm_customer.application import Customers
-    from crm_customer.domain import Customer, EmailClaim, normalise_email
+    from crm_customer.domain import Customer, EmailClaim
 
     per_customer = 1 + len(CONSENT_CHANNELS)
     customers = max(1, events // per_customer)
@@ -258,7 +296,7 @@ def seed_events(events: int, batch_customers: int = 200) -> dict[str, Any]:
                 at = datetime.now(UTC)
                 for channel in CONSENT_CHANNELS:
                     customer.record_consent(channel, number % 2 == 0, "bench", at)
-                claims.append(EmailClaim(email=normalise_email(email), holder=customer.id))
+                claims.append(EmailClaim.create(app.claim_id(EmailClaim, email), customer.id))
                 batch.append(customer)
             app.save(*claims, *batch)  # customers last: the log ends on a published event
             written += len(batch) * per_customer

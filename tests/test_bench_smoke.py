@@ -96,3 +96,10 @@ def test_report_says_loudly_when_a_journey_went_wrong() -> None:
 
     text = report.render(journey_results(700.0, error="journey correctness: 1 of 100 journeys failed"))
     assert "platform phase journeys FAILED: journey correctness" in text
+
+
+def test_the_readme_benchmark_table_is_the_one_of_the_published_run() -> None:
+    """README.md's table is generated from bench/published.json (`python -m bench.publish`), never typed."""
+    done = subprocess.run([sys.executable, "-m", "bench.publish", "--check"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

@@ -661,6 +661,8 @@ API_VERSIONS = {
     "Deployment": "apps/v1",
     "Job": "batch/v1",
     "PodDisruptionBudget": "policy/v1",
+    "HorizontalPodAutoscaler": "autoscaling/v2",
+    "NetworkPolicy": "networking.k8s.io/v1",
 }
 
 
@@ -936,3 +938,298 @@ def test_dockerignore_keeps_what_the_dockerfile_copies() -> None:
     kept = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
     for source in copies:
         assert source.rstrip("/") in kept, f"COPY {source} is excluded by {DOCKERIGNORE.name}"
+
+
+# --- proven by tools: Kubernetes schemas, operators' CRD schemas, the compose specification ---------------
+
+#: The custom resources of deploy/k8s/data, each checked against the schema committed for its CRD.
+CRD_SCHEMAS = {
+    ("rabbitmq.com/v1beta1", "RabbitmqCluster"): K8S / "crds" / "rabbitmqclusters.rabbitmq.com.json",
+    ("postgresql.cnpg.io/v1", "Cluster"): K8S / "crds" / "clusters.postgresql.cnpg.io.json",
+}
+
+
+@cache
+def every_k8s_document() -> tuple[tuple[str, dict[str, Any]], ...]:
+    """(file, document) of every manifest under deploy/k8s, overlays included (not the kustomizations)."""
+    found = []
+    for path in sorted(K8S.rglob("*.yaml")):
+        if path.name != "kustomization.yaml":
+            found += [(str(path.relative_to(K8S)), d) for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    return tuple(found)
+
+
+def kubernetes_version() -> str:
+    """The newest Kubernetes version whose schemas the pinned kubernetes-validate ships (offline)."""
+    import kubernetes_validate
+
+    return str(kubernetes_validate.latest_version())
+
+
+def test_every_kubernetes_resource_is_valid_for_a_current_kubernetes() -> None:
+    import kubernetes_validate
+
+    version = kubernetes_version()
+    checked = 0
+    for path, doc in every_k8s_document():
+        if (doc["apiVersion"], doc["kind"]) in CRD_SCHEMAS:
+            continue
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)  # strict: an unknown field is an error
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{path}: {doc['kind']} {doc['metadata']['name']} is not valid for Kubernetes {version}: "
+                        f"{exc.message}")
+        checked += 1
+    assert checked >= len(manifests())
+    with pytest.raises(kubernetes_validate.ValidationError):  # the check can fail: a misspelt field
+        broken = json.loads(json.dumps(deployments()["customer"]))
+        broken["spec"]["replica"] = 2
+        kubernetes_validate.validate(broken, version, strict=True)
+
+
+def test_operator_resources_are_valid_for_their_crds() -> None:
+    import jsonschema
+
+    found = {key: [] for key in CRD_SCHEMAS}  # type: dict[tuple[str, str], list[dict[str, Any]]]
+    for _, doc in every_k8s_document():
+        if (doc["apiVersion"], doc["kind"]) in CRD_SCHEMAS:
+            found[(doc["apiVersion"], doc["kind"])].append(doc)
+    for key, docs in found.items():
+        assert docs, f"no {key[1]} resource"
+        schema = json.loads(CRD_SCHEMAS[key].read_text())
+        jsonschema.Draft7Validator.check_schema(schema)
+        for doc in docs:
+            jsonschema.validate(doc, schema)
+        typo = json.loads(json.dumps(docs[0]))
+        typo["spec"]["replicaz"] = 3
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(typo, schema)
+
+
+def test_compose_follows_the_compose_specification() -> None:
+    from compose_spec import PyCompose
+
+    # The compose spec's parser takes the document as YAML resolves it (merge keys `<<` applied).
+    parsed = PyCompose.from_json(json.dumps(compose()))
+    assert sorted(parsed.service_names()) == sorted(compose_services())
+    broken = json.loads(json.dumps(compose()))
+    broken["services"]["gateway"]["restart"] = "sometimes"
+    with pytest.raises(ValueError):
+        PyCompose.from_json(json.dumps(broken))
+
+
+# --- Kubernetes: autoscaling, resources from the measured memory, network policies, data services ---------
+
+
+def test_every_process_scales_with_a_horizontal_pod_autoscaler() -> None:
+    autoscalers = of_kind("HorizontalPodAutoscaler")
+    for name, dep in deployments().items():
+        targeting = [h for h in autoscalers.values() if h["spec"]["scaleTargetRef"] == {
+            "apiVersion": "apps/v1", "kind": "Deployment", "name": name}]
+        assert len(targeting) == 1, f"{name}: {len(targeting)} autoscalers"
+        spec = targeting[0]["spec"]
+        assert spec["minReplicas"] == dep["spec"]["replicas"] >= 2, "two of everything (guarantee 10)"
+        assert spec["maxReplicas"] > spec["minReplicas"]
+        (metric,) = spec["metrics"]
+        assert metric["resource"]["name"] == "cpu", "CPU: every container requests it, so utilisation is defined"
+        assert all("cpu" in c["resources"]["requests"] for c in dep["spec"]["template"]["spec"]["containers"])
+
+
+def measured_mebibytes_per_process() -> float:
+    """The published bench run's resident memory of the eight processes (after the journeys), divided by
+    eight (bench/published.json: the run the README's table shows)."""
+    published = json.loads((ROOT / "bench" / "published.json").read_text())
+    total = published["platform"]["journeys"]["memory_after"]["total_mib"]
+    return float(total) / len(PROCESSES)
+
+
+def test_memory_requests_follow_the_measured_memory() -> None:
+    measured = measured_mebibytes_per_process()
+    for name, dep in deployments().items():
+        resources = the_container(dep)["resources"]
+        request, limit = mebibytes(resources["requests"]["memory"]), mebibytes(resources["limits"]["memory"])
+        assert measured <= request <= 2 * measured, f"{name}: {request} Mi requested, {measured:.0f} Mi measured"
+        assert limit >= 2 * request, f"{name}: room for bursts (a batch, a rebuild) above the request"
+
+
+def code_peers() -> dict[str, set[str]]:
+    """Process -> the processes it calls over HTTP, from the code: the services its ServiceClients name
+    (the gateway), and the origins whose feeds its consumer pulls (crm_runtime.nameko.dependencies)."""
+    from importlib.metadata import entry_points
+
+    from crm_runtime.nameko.client import ServiceClient
+    from crm_runtime.nameko.dependencies import InboxConsumer
+
+    peers: dict[str, set[str]] = {}
+    for entry in entry_points(group="crm.services"):
+        service = entry.load()
+        found = peers.setdefault(entry.name, set())
+        for klass in service.__mro__:
+            for value in vars(klass).values():
+                if isinstance(value, ServiceClient):
+                    found.add(value.service)
+                elif isinstance(value, InboxConsumer):
+                    found |= set(value.origins)
+        found.discard(entry.name)
+    return peers
+
+
+def pod_selector_names(rules: list[dict[str, Any]], key: str) -> set[str]:
+    return {peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+            for rule in rules for peer in rule.get(key, [])
+            if "podSelector" in peer and "namespaceSelector" not in peer}
+
+
+def test_network_policies_allow_each_process_only_what_it_talks_to() -> None:
+    policies = of_kind("NetworkPolicy")
+    deny = policies["default-deny"]["spec"]
+    assert deny["podSelector"] == {} and set(deny["policyTypes"]) == {"Ingress", "Egress"}
+    assert "ingress" not in deny and "egress" not in deny
+    peers = code_peers()
+    assert set(peers) == set(deployments())
+    callers = {name: {c for c, called in peers.items() if name in called} for name in peers}
+    for name, dep in deployments().items():
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        selecting = [p["spec"] for p in policies.values()
+                     if p["spec"]["podSelector"] and p["spec"]["podSelector"]["matchLabels"].items() <= labels.items()]
+        assert len(selecting) == 1, f"{name}: {len(selecting)} NetworkPolicies"
+        policy = selecting[0]
+        assert pod_selector_names(policy["egress"], "to") == peers[name], f"{name} calls {sorted(peers[name])}"
+        data_ports = {p["port"] for rule in policy["egress"] for p in rule["ports"]
+                      if any(peer.get("namespaceSelector") for peer in rule["to"])}
+        assert {53, 5432, 5672} <= data_ports, f"{name}: DNS, PostgreSQL and RabbitMQ"
+        (ingress,) = policy["ingress"]
+        assert [p["port"] for p in ingress["ports"]] == ["http"]
+        if name == "gateway":
+            assert "from" not in ingress, "the public API takes traffic from anywhere"
+        else:
+            assert pod_selector_names([ingress], "from") == callers[name], f"{name} is called by {callers[name]}"
+
+
+def test_data_services_are_operator_clusters_the_platform_points_at() -> None:
+    data = {d["kind"]: d for _, d in every_k8s_document() if d["apiVersion"] in {k[0] for k in CRD_SCHEMAS}}
+    rabbit, postgres = data["RabbitmqCluster"], data["Cluster"]
+    assert rabbit["spec"]["replicas"] >= 3 and rabbit["spec"]["replicas"] % 2 == 1, "quorum queues need a majority"
+    assert of_kind("ConfigMap")["crm-config"]["data"]["QUEUE_TYPE"] == "quorum"
+    conf = rabbit["spec"]["rabbitmq"]["additionalConfig"]
+    assert re.search(r"^default_queue_type = quorum$", conf, re.M)
+    loaded = re.search(r"^load_definitions = (\S+)$", conf, re.M).group(1)  # type: ignore[union-attr]
+    pod = rabbit["spec"]["override"]["statefulSet"]["spec"]["template"]["spec"]
+    (mount,) = pod["containers"][0]["volumeMounts"]
+    assert loaded == f"{mount['mountPath']}/definitions.json"
+    for secret in of_kind("Secret").values():
+        if "AMQP_URI" in secret["stringData"]:
+            assert urlsplit(secret["stringData"]["AMQP_URI"]).hostname == f"{rabbit['metadata']['name']}.crm-data.svc"
+    assert postgres["spec"]["instances"] >= 2, "a standby to fail over to"
+    settings = of_kind("ConfigMap")["crm-config"]["data"]
+    assert settings["POSTGRES_HOST"] == f"{postgres['metadata']['name']}-rw.crm-data.svc"
+    assert postgres["spec"]["bootstrap"]["initdb"]["database"] == settings["POSTGRES_DBNAME"]
+    policies = [d for _, d in every_k8s_document() if d["kind"] == "NetworkPolicy"]
+    selectors = [peer["podSelector"]["matchLabels"] for p in policies for rule in p["spec"].get("egress", [])
+                 for peer in rule["to"] if "namespaceSelector" in peer and "podSelector" in peer]
+    assert {"cnpg.io/cluster": postgres["metadata"]["name"]} in selectors
+    assert {"app.kubernetes.io/name": rabbit["metadata"]["name"]} in selectors
+
+
+# --- monitoring: the scrape configuration, the alerts and the dashboard name what the code exports --------
+
+
+def exported_metrics() -> set[str]:
+    """Every series name the processes and the lag exporter serve (crm_runtime.metrics), plus Prometheus's
+    own `up` and the default process collector's."""
+    from crm_runtime import metrics
+
+    names = {"up", "process_resident_memory_bytes", "process_cpu_seconds_total"}
+    for collector in (metrics.HTTP_REQUESTS, metrics.HTTP_DURATION, metrics.WORKER_DURATION, metrics.EVENTS_SAVED,
+                      metrics.GROUP_COMMIT_BATCH, metrics.RELAY_CONFIRM):
+        for family in collector.describe():
+            suffixes = ("_total",) if family.type == "counter" else ("_bucket", "_count", "_sum")
+            names |= {family.name + s for s in suffixes}
+    names |= {name + "_total" if kind == "counter" else name for name, (kind, _) in metrics.SCRAPED.items()}
+    return names
+
+
+_METRIC = re.compile(r"\b(crm_[a-z_]+|process_[a-z_]+|up)\b(?=\s*[{\[)]|\s*$|\s*[<>=!])")
+
+
+def test_alerts_and_dashboard_use_only_exported_metrics() -> None:
+    alerts = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    rules = [r for group in alerts["groups"] for r in group["rules"]]
+    dashboard = json.loads((DEPLOY / "grafana" / "crm-platform.json").read_text())
+    exprs = [r["expr"] for r in rules] + [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    known = exported_metrics()
+    used = {name for expr in exprs for name in _METRIC.findall(expr)}
+    assert used and used <= known, f"not exported: {sorted(used - known)}"
+    readme = (ROOT / "README.md").read_text()
+    for rule in rules:
+        assert rule["for"] and rule["annotations"]["summary"]
+        assert f"`{rule['alert']}`" in readme, f"README, Operating it: what {rule['alert']} means and what to do"
+    for path in ("prometheus.yml", "prometheus-local.yml"):
+        config = yaml.safe_load((DEPLOY / "prometheus" / path).read_text())
+        assert config["rule_files"] == ["alerts.yml"]
+        assert {j["job_name"] for j in config["scrape_configs"]} >= {"crm", "crm-lag-exporter"}
+
+
+# --- RabbitMQ: the definitions, loaded into the real broker ------------------------------------------------
+
+
+@pytest.mark.integration
+def test_the_rabbitmq_definitions_load_into_a_real_broker_and_enforce_their_permissions(infra) -> None:
+    import uuid
+
+    import amqp
+    import requests
+
+    suffix = uuid.uuid4().hex[:8]
+    vhost = f"crm_definitions_{suffix}"
+    renamed = {u["name"]: f"{u['name']}-test-{suffix}" for u in definitions()["users"]}
+    document = json.loads(json.dumps(definitions()))
+    document["vhosts"] = [{**v, "name": vhost} for v in document["vhosts"]]
+    document["users"] = [{**u, "name": renamed[u["name"]]} for u in document["users"]]
+    for section in ("permissions", "topic_permissions"):
+        document[section] = [{**p, "user": renamed[p["user"]], "vhost": vhost} for p in document[section]]
+    for section in ("exchanges", "queues", "bindings", "policies", "parameters"):
+        document[section] = [{**item, "vhost": vhost} for item in document[section]]
+    # Nothing of the shared broker is touched: every vhost and user the document names is a new one.
+    assert {item["vhost"] for section in ("permissions", "topic_permissions", "exchanges", "queues", "bindings",
+                                          "policies", "parameters") for item in document[section]} <= {vhost}
+    assert not {u["name"] for u in document["users"]} & {u["name"] for u in definitions()["users"]}
+    assert document["global_parameters"] == [], "a global parameter would change the shared broker"
+    scheme, rest = infra.rabbit_management_uri.rstrip("/").split("://", 1)
+    credentials, host = rest.split("@", 1)
+    auth = tuple(credentials.split(":", 1))
+    api = f"{scheme}://{host}/api"
+    try:
+        requests.post(f"{api}/definitions", json=document, auth=auth, timeout=30).raise_for_status()
+        exchange = requests.get(f"{api}/exchanges/{vhost}/{EXCHANGE}", auth=auth, timeout=10).json()
+        assert (exchange["type"], exchange["durable"]) == ("topic", True)
+        for user in definitions()["users"]:
+            loaded = requests.get(f"{api}/users/{renamed[user['name']]}", auth=auth, timeout=10).json()
+            assert loaded["password_hash"] == user["password_hash"]
+        # A service's user, with its own password from compose: publishes its own events, not another's.
+        amqp_host = urlsplit(infra.amqp_uri)
+        password = unquote(urlsplit(compose_app("customer")["environment"]["AMQP_URI"]).password or "")
+        connection = amqp.Connection(f"{amqp_host.hostname}:{amqp_host.port or 5672}", userid=renamed["customer"],
+                                     password=password, virtual_host=vhost, confirm_publish=True)
+        connection.connect()
+        try:
+            channel = connection.channel()
+            channel.basic_publish(amqp.Message("{}"), exchange=EXCHANGE, routing_key="customer.customer_registered")
+            with pytest.raises(amqp.exceptions.AccessRefused):
+                channel.basic_publish(amqp.Message("{}"), exchange=EXCHANGE, routing_key="order.order_paid")
+        finally:
+            connection.collect()
+    finally:
+        for name in renamed.values():
+            requests.delete(f"{api}/users/{name}", auth=auth, timeout=10)
+        requests.delete(f"{api}/vhosts/{vhost}", auth=auth, timeout=10)
+    assert requests.get(f"{api}/vhosts/{vhost}", auth=auth, timeout=10).status_code == 404
+    for name in renamed.values():
+        assert requests.get(f"{api}/users/{name}", auth=auth, timeout=10).status_code == 404
+
+
+def test_every_kustomization_lists_the_manifests_of_its_folder() -> None:
+    for path in sorted(K8S.rglob("kustomization.yaml")):
+        kustomization = yaml.safe_load(path.read_text())
+        files = sorted(p.name for p in path.parent.glob("*.yaml") if p.name != "kustomization.yaml")
+        assert sorted(kustomization["resources"]) == files, f"{path.relative_to(K8S)}"

@@ -9,12 +9,27 @@ from pathlib import Path
 from typing import Any
 
 from apispec.ext.marshmallow import OpenAPIConverter
-from marshmallow import Schema
+from marshmallow import Schema, fields
 
 SchemaClass = type[Schema]
 
 SAMPLES_DIR = Path(__file__).parent / "samples"
 SCHEMAS_DIR = Path(__file__).parent / "schemas"
+
+
+def _decimal_as_string(converter: Any, field: fields.Field, **_: Any) -> dict[str, Any]:
+    # apispec binds this to its converter (hence `converter`). It documents every Decimal as a JSON
+    # number; one dumped `as_string` is a string on the wire.
+    if isinstance(field, fields.Decimal) and field.as_string:
+        return {"type": ["string", "null"] if field.allow_none else "string", "format": "decimal"}
+    return {}
+
+
+def json_schema_of(schema: SchemaClass | Schema) -> dict[str, Any]:
+    """A marshmallow schema as JSON Schema, nested schemas inline (what the event catalogs publish)."""
+    converter = OpenAPIConverter("3.1.0", schema_name_resolver=lambda s: None, spec=None)  # type: ignore[arg-type]
+    converter.add_attribute_function(_decimal_as_string)
+    return converter.schema2jsonschema(schema)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -33,8 +48,7 @@ class EventContract:
 
     def json_schema(self) -> dict[str, Any]:
         """The payload schema as JSON Schema (draft 2020-12 compatible subset)."""
-        converter = OpenAPIConverter("3.1.0", schema_name_resolver=lambda s: None, spec=None)  # type: ignore[arg-type]
-        body = converter.schema2jsonschema(self.schema)
+        body = json_schema_of(self.schema)
         return {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": f"crm:{self.key}",

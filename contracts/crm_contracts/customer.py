@@ -209,7 +209,7 @@ class CustomerSchema(Schema):
 
     id = fields.UUID()
     version = fields.Integer(metadata={"description": "the concurrency token; the gateway's ETag"})
-    name = fields.String()
+    name = fields.String(allow_none=True, metadata={"description": "null once the customer is erased"})
     email = fields.String(allow_none=True, metadata={"description": "null for a customer known by phone only"})
     phone = fields.String(allow_none=True)
     company = fields.String(allow_none=True)
@@ -227,6 +227,10 @@ class CustomerSchema(Schema):
         keys=fields.String(validate=validate.OneOf(ADDRESS_KINDS)), values=fields.Nested(lambda: AddressSchema()),
         metadata={"description": "the billing and the shipping address, by kind"},
     )
+    erased = fields.Boolean(metadata={"description": "erased (GDPR Art. 17): personal fields are null"})
+    possible_duplicates = fields.List(
+        fields.Dict(), metadata={"description": "registration only: customers this one may duplicate (a warning; "
+                                                "GET /v1/customers/{id}/duplicates gives the same with reasons)"})
 
 
 # --- customer addresses (added for order's ship-to; kept apart so additions elsewhere do not meet) ---
@@ -276,3 +280,36 @@ class AddressSchema(Schema):
     address = fields.Nested(PostalAddressV1)
     default = fields.Boolean()
     changed_at = fields.AwareDateTime()
+
+
+# --- erasure (GDPR Art. 17, 19): crypto-shredding in the customer service ----------------------------
+
+@catalog.event(
+    "customer_erased", 1, origin=ORIGIN,
+    sample={"customer_id": _ID, "request_id": "erasure-2026-0042", "erased_at": "2026-11-20T09:30:00+00:00"},
+)
+class CustomerErasedV1(EventPayload):
+    """The customer was erased (GDPR Art. 17): every subscriber forgets what it holds about them (Art. 19)
+    and keeps only anonymous facts (amounts, dates). Their earlier events, pulled or replayed after this,
+    carry their personal fields redacted (empty or null): the key that sealed them is destroyed."""
+
+    customer_id = fields.UUID(required=True)
+    request_id = fields.String(required=True, metadata={"description": "the erasure request's reference"})
+    erased_at = fields.AwareDateTime(required=True)
+
+
+class EraseCustomerRequest(Request):
+    """Erase the customer (GDPR Art. 17). Example: {"request_id": "DSR-2026-0042"}"""
+
+    request_id = Text(allow_none=True, load_default=None, validate=validate.Length(min=1, max=100),
+                      metadata={"description": "the data-subject request's reference (default: derived)"})
+
+
+class ErasureSchema(Schema):
+    """Where a customer's erasure stands in the customer service (its ledger and key)."""
+
+    customer_id = fields.UUID()
+    request_id = fields.String()
+    requested_at = fields.AwareDateTime()
+    erased_at = fields.AwareDateTime(allow_none=True, metadata={"description": "customer_erased recorded"})
+    shredded_at = fields.AwareDateTime(allow_none=True, metadata={"description": "the data key destroyed"})

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from crm_contracts.analytics import CustomerAnalyticsSchema
 from crm_contracts.fields import Money, QueryInteger, Request, Text
 
 #: The largest page a search returns (customer360 clamps to the same).
 MAX_PAGE_SIZE = 100
 
 
-class SearchQuery(Request):
-    """Query parameters of GET /v1/customers: `q` matches name or email (case-insensitive)."""
+#: A search counts matching customers exactly up to this many; past it, `total` is this and `total_capped` true.
+SEARCH_TOTAL_CAP = 100
 
-    q = Text(load_default="", validate=validate.Length(max=200))
+
+class SearchQuery(Request):
+    """Query parameters of GET /v1/customers: `q` matches the start of a customer's name, of a word of the
+    name, or of the email (case-insensitive); empty lists every customer by name."""
+
+    q = Text(load_default="", validate=validate.Length(max=200), metadata={
+        "description": "the start of a name, of a word of it, or of an email (case-insensitive); results come "
+                       "in the order of the first of those each customer matched, then name"})
     page = QueryInteger(load_default=1, validate=validate.Range(min=1, max=1_000_000))
     page_size = QueryInteger(load_default=20, validate=validate.Range(min=1, max=MAX_PAGE_SIZE))
 
@@ -35,7 +43,9 @@ class SearchPageSchema(Schema):
     items = fields.List(fields.Nested(SearchItemSchema))
     page = fields.Integer()
     page_size = fields.Integer()
-    total = fields.Integer()
+    total = fields.Integer(metadata={"description": f"customers matching, counted up to {SEARCH_TOTAL_CAP}"})
+    total_capped = fields.Boolean(metadata={
+        "description": f"true when more than {SEARCH_TOTAL_CAP} customers match: `total` is then {SEARCH_TOTAL_CAP}"})
 
 
 class TimelineEntrySchema(Schema):
@@ -126,6 +136,8 @@ class OrderSchema(Schema):
     over_credit_limit = fields.Boolean()
     shipments = fields.Integer()
     returns = fields.Integer()
+    skus = fields.List(fields.String(), metadata={"description": "the SKUs on the order's lines"})
+    discounted = fields.Boolean(metadata={"description": "a line was sold at a discount (a promotion)"})
 
 
 class LastOrderSchema(Schema):
@@ -246,6 +258,9 @@ class Customer360Schema(Schema):
         "description": "the instant stages are computed as of: the newest event or the view's clock, the later"})
     stage_reasons = fields.List(fields.String(), metadata={"description": "why a rule stage applies"})
     registered_at = fields.AwareDateTime(allow_none=True)
+    erased_at = fields.AwareDateTime(metadata={
+        "description": "only once the customer is erased (customer_erased): the profile, addresses and every "
+                       "personal value are then null; anonymous facts stay"})
     first_seen_at = fields.AwareDateTime(allow_none=True)
     last_activity_at = fields.AwareDateTime(allow_none=True)
     events = fields.Dict(keys=fields.String(), values=fields.Integer(), metadata={"description": "count per origin"})
@@ -257,6 +272,10 @@ class Customer360Schema(Schema):
     loyalty = fields.Nested(LoyaltySummarySchema)
     timeline = fields.List(fields.Nested(TimelineEntrySchema), metadata={"description": "newest first"})
     timeline_total = fields.Integer()
+    analytics = fields.Nested(CustomerAnalyticsSchema, allow_none=True, metadata={
+        "description": "lifetime value, RFM, loyalty type, churn risk, relationship and cross-sell as of "
+                       "`analytics.as_of` (null until the first analytics refresh)"})
+    as_of = fields.AwareDateTime(metadata={"description": "only in an answer to ?as_of=: the instant asked for"})
 
 
 class RebuildReportSchema(Schema):

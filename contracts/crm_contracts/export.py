@@ -1,5 +1,6 @@
 """`python -m crm_contracts.export` (make contracts): write the JSON Schema of every published event
-under contracts/crm_contracts/schemas/, an index of the catalog, and record a sample payload for each
+under contracts/crm_contracts/schemas/, an index of the catalog, the AsyncAPI document of them all
+(asyncapi.json), and record a sample payload for each
 event that has none yet. Recorded samples are never overwritten: they are what contract tests hold
 every later schema to."""
 
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from crm_contracts import asyncapi
 from crm_contracts.catalog import SAMPLES_DIR, SCHEMAS_DIR, load_all
 
 
@@ -20,6 +22,7 @@ def rendered_schemas() -> dict[str, str]:
         for c in catalog
     ]
     files["index.json"] = _json({"exchange": "crm.events", "events": index})
+    files["asyncapi.json"] = asyncapi.document_json(catalog)
     return files
 
 

@@ -6,8 +6,15 @@ or CRM_JWT_ISSUER is set, a token must carry that `aud` (one of its audiences) o
 
 Refused with 401: no token, another scheme, an Authorization header over MAX_AUTHORIZATION_LENGTH bytes,
 anything but HS256 (`none`, RS256, HS512...), a bad signature, no or a past `exp`, a future `nbf` or
-`iat` (beyond LEEWAY), no or an empty `sub`, a wrong audience or issuer. 403: a valid token without the
-scope.
+`iat` (beyond LEEWAY), no or an empty `sub`, a wrong audience or issuer, a subscriber's token that was
+revoked (`crm-subscribers remove` or `rotate`). 403: a valid token without the scope.
+
+Narrow scopes for ERP and SCM subscribers (crm_gateway.subscribers): `crm:events` reads the replay feed,
+limited to the event types of its `events:<pattern>` scopes; `crm:facts` sends facts about orders
+(shipments, deliveries, payments, returns, confirmations). A broader scope holds a narrower one
+(IMPLIED_BY): `crm:admin` reads every event, `crm:write` may send facts. A subscriber's token carries its id
+(`jti`) and its subscriber's name (`crm_subscriber`) and is checked against the gateway's registry on every
+request, so it can be revoked alone.
 
 `python -m crm_gateway.auth` prints a development token (what `make token` runs).
 """
@@ -18,7 +25,7 @@ import argparse
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +39,14 @@ log = logging.getLogger(__name__)
 READ = "crm:read"
 WRITE = "crm:write"
 ADMIN = "crm:admin"
+EVENTS = "crm:events"
+FACTS = "crm:facts"
+#: A scope `events:<pattern>` grants the event types whose routing key matches the AMQP topic pattern.
+EVENT_TYPES_PREFIX = "events:"
+#: Who else holds a scope: a broader scope implies a narrower one.
+IMPLIED_BY: dict[str, frozenset[str]] = {EVENTS: frozenset({ADMIN}), FACTS: frozenset({WRITE})}
+#: The claim naming the subscriber a token was issued to (its `jti` is then checked on every request).
+SUBSCRIBER_CLAIM = "crm_subscriber"
 ALGORITHM = "HS256"
 #: Used only when CRM_JWT_SECRET is unset; long enough for HS256 (PyJWT warns about short keys).
 DEVELOPMENT_SECRET = "crm-development-secret-do-not-use-in-production"
@@ -50,6 +65,12 @@ class Principal:
 
     subject: str
     scopes: frozenset[str]
+    #: A subscriber's token: (subscriber name, token id), checked against the registry on every request.
+    subscriber_token: tuple[str, str] | None = None
+
+    def holds(self, scope: str) -> bool:
+        """Whether the token grants `scope`, itself or through a broader scope."""
+        return scope in self.scopes or bool(IMPLIED_BY.get(scope, frozenset()) & self.scopes)
 
 
 def jwt_secret() -> str:
@@ -85,11 +106,13 @@ def issue_token(
     scopes: Iterable[str] = (READ, WRITE),
     ttl_seconds: int = 12 * 3600,
     secret: str | None = None,
+    extra_claims: dict[str, Any] | None = None,
 ) -> str:
     """A signed token for `subject` with `scopes` (space-separated in the `scope` claim, as OAuth 2 does),
-    with the configured audience and issuer when there are."""
+    with the configured audience and issuer when there are (and `extra_claims`, e.g. a subscriber's)."""
     now = int(time.time())
-    claims: dict[str, Any] = {"sub": subject, "scope": " ".join(scopes), "iat": now, "exp": now + ttl_seconds}
+    claims: dict[str, Any] = {**(extra_claims or {}), "sub": subject, "scope": " ".join(scopes), "iat": now,
+                              "exp": now + ttl_seconds}
     rules = token_rules()
     if rules.audience:
         claims["aud"] = rules.audience
@@ -153,7 +176,9 @@ def _verified(token: str, secret: str, rules: TokenRules) -> Principal:
         raise unauthorized(f"the token is not valid: {type(exc).__name__}") from None
     if not str(claims["sub"]).strip():
         raise unauthorized("the token is not valid: its subject (sub) is empty")
-    principal = Principal(subject=str(claims["sub"]), scopes=scopes_of(claims))
+    subscriber = claims.get(SUBSCRIBER_CLAIM)
+    subscriber_token = (str(subscriber), str(claims.get("jti", ""))) if subscriber is not None else None
+    principal = Principal(subject=str(claims["sub"]), scopes=scopes_of(claims), subscriber_token=subscriber_token)
     if len(_verified_tokens) >= _VERIFIED_TOKENS_MAX:
         _verified_tokens.clear()
     # Remembered until it expires (an absurdly far `exp` is remembered for a day at most).
@@ -174,7 +199,9 @@ def authenticate(authorization: str | None, scope: str) -> Principal:
     if scheme.lower() != "bearer" or not token:
         raise unauthorized("the Authorization header must be 'Bearer <token>'", error="invalid_request")
     principal = _verified(token, jwt_secret(), token_rules())
-    if scope not in principal.scopes:
+    if principal.subscriber_token is not None and not _token_is_current(*principal.subscriber_token):
+        raise unauthorized("the token has been revoked")
+    if not principal.holds(scope):
         raise ApiError(
             403,
             "forbidden",
@@ -182,6 +209,22 @@ def authenticate(authorization: str | None, scope: str) -> Principal:
             headers={"WWW-Authenticate": _challenge("insufficient_scope", f"requires {scope}", scope)},
         )
     return principal
+
+
+#: Answers whether a subscriber's token id is still its current one (set by the gateway's SubscriberTokens
+#: provider at start). Unset, no subscriber token is accepted: a revoked one must never pass by default.
+TokenCheck = Callable[[str, str], bool]
+_token_check: TokenCheck | None = None
+
+
+def use_token_check(check: TokenCheck | None) -> None:
+    """Install the check of subscribers' token ids (crm_gateway.subscribers.registry)."""
+    global _token_check
+    _token_check = check
+
+
+def _token_is_current(subscriber: str, token_id: str) -> bool:
+    return _token_check is not None and bool(token_id) and _token_check(subscriber, token_id)
 
 
 class JwtSettings(DependencyProvider):

@@ -41,6 +41,15 @@ from a thread of its own (not a nameko worker, so a busy gateway never looks dea
 row on a clean stop, so a retry after a crash waits seconds, not minutes. Rows written before claims
 had owners (no `state`) are taken over after IDEMPOTENCY_ABANDONED_AFTER, with the command id the
 gateway of that time used. Requests without a key get a fresh command id each.
+
+No request waits unbounded on another's transaction. A claim's statements run in one short
+transaction that holds the key's row lock until it commits; a gateway that dies between them leaves
+that transaction open for as long as its connection looks alive to the server (a SIGKILLed process's
+connections close at once, but a vanished host's, or one kept open by a proxy, do not). So the
+store's sessions set `idle_in_transaction_session_timeout` (the server rolls such an orphaned
+transaction back, as eventsourcing's own sessions do for the event store) and `lock_timeout` (a
+claim that meets a row lock held longer answers 409 `in_progress` at once, rather than hanging and
+holding a pooled connection until the client gives up).
 """
 
 from __future__ import annotations
@@ -53,18 +62,20 @@ import re
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg2
+import psycopg2.errors
+import psycopg2.extensions
 import psycopg2.extras
 import psycopg2.pool
 from nameko.extensions import DependencyProvider
 from werkzeug.wrappers import Request, Response
 
 from crm_gateway.errors import ApiError, response_for
+from crm_gateway.pooled import PooledStore
 from crm_gateway.web import principal_of
 from crm_runtime import config
 
@@ -128,6 +139,14 @@ def fingerprint(method: str, path: str, payload: Any) -> str:
     return hashlib.sha256(f"{method}\n{path}\n{body}".encode()).hexdigest()
 
 
+def session_dsn(dsn: str, **settings: str) -> str:
+    """`dsn` with PostgreSQL session settings added to its `options` (its search_path kept)."""
+    params = psycopg2.extensions.parse_dsn(dsn)
+    extra = " ".join(f"-c {name}={value}" for name, value in settings.items())
+    params["options"] = f"{params.get('options', '')} {extra}".strip()
+    return str(psycopg2.extensions.make_dsn(**params))
+
+
 def new_instance_id() -> str:
     """An id for one gateway process: host and pid for the operator reading the table, plus randomness."""
     return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:12]}"
@@ -155,7 +174,7 @@ class Claim:
     token: str
 
 
-class IdempotencyStore:
+class IdempotencyStore(PooledStore):
     """Claims keys, stores first answers and replays them; psycopg2 on its own small pool (lazily opened)."""
 
     def __init__(
@@ -166,39 +185,28 @@ class IdempotencyStore:
         abandoned_after_seconds: float = 120,
         owner_timeout_seconds: float = 10,
         instance_id: str | None = None,
+        lock_timeout_seconds: float = 2,
+        idle_in_transaction_timeout_seconds: float = 5,
     ) -> None:
-        self.dsn = dsn
-        self.max_connections = max_connections
+        super().__init__(dsn, max_connections)
         self.ttl_seconds = ttl_seconds
         self.abandoned_after_seconds = abandoned_after_seconds
         self.owner_timeout_seconds = owner_timeout_seconds
         self.instance_id = instance_id or new_instance_id()
-        self._pool: Any = None
-        self._lock = threading.Lock()
-        # psycopg2's pool raises when exhausted; callers beyond max_connections wait here instead.
-        self._slots = threading.BoundedSemaphore(max_connections)
+        self.lock_timeout_seconds = lock_timeout_seconds
+        self.idle_in_transaction_timeout_seconds = idle_in_transaction_timeout_seconds
         self._alive_lock = threading.Lock()
         self._alive = False  # our heartbeat row exists: our claims are not taken for a dead owner's
         self._retired = False
 
-    @contextmanager
-    def _cursor(self) -> Iterator[Any]:
-        with self._lock:
-            if self._pool is None:
-                self._pool = psycopg2.pool.ThreadedConnectionPool(0, self.max_connections, self.dsn)
-        with self._slots:
-            conn = self._pool.getconn()
-            try:
-                with conn, conn.cursor() as cur:
-                    yield cur
-            finally:
-                self._pool.putconn(conn)
-
-    def close(self) -> None:
-        """Close the pool's connections."""
-        if self._pool is not None:
-            self._pool.closeall()
-            self._pool = None
+    def pool_dsn(self) -> str:
+        """Sessions that never wait long on a claim's row lock, and end a transaction left open by a
+        gateway that died (see the module docstring)."""
+        return session_dsn(
+            self.dsn,
+            lock_timeout=f"{int(self.lock_timeout_seconds * 1000)}ms",
+            idle_in_transaction_session_timeout=f"{int(self.idle_in_transaction_timeout_seconds * 1000)}ms",
+        )
 
     # --- liveness -------------------------------------------------------------------------------
 
@@ -269,16 +277,26 @@ class IdempotencyStore:
             "owner_timeout": self.owner_timeout_seconds,
         }
         for _ in range(3):  # a purge can delete the row between our two statements
-            with self._cursor() as cur:
-                cur.execute(_CLAIM, params)
-                claimed = cur.fetchone()
-                if claimed is not None:
-                    return Claim(principal, key, claimed[0], token)
-                cur.execute(
-                    "SELECT fingerprint, status, headers, body FROM idempotency_keys WHERE principal = %s AND key = %s",
-                    (principal, key),
-                )
-                row = cur.fetchone()
+            try:
+                with self._cursor() as cur:
+                    cur.execute(_CLAIM, params)
+                    claimed = cur.fetchone()
+                    if claimed is not None:
+                        return Claim(principal, key, claimed[0], token)
+                    cur.execute(
+                        "SELECT fingerprint, status, headers, body FROM idempotency_keys "
+                        "WHERE principal = %s AND key = %s",
+                        (principal, key),
+                    )
+                    row = cur.fetchone()
+            except psycopg2.errors.LockNotAvailable:
+                # Another transaction has held this key's row past our lock timeout: a claim racing
+                # ours, or the open transaction of a gateway that died mid-claim (the server rolls it
+                # back once it has idled idle_in_transaction_timeout_seconds). The key is in progress.
+                log.warning("%s %r: its row is locked by another transaction; answering 409 in_progress",
+                            HEADER, key)
+                raise ApiError(409, "in_progress", f"the first request with {HEADER} {key!r} is still running; "
+                               "retry shortly to get its answer", headers={"Retry-After": "1"}) from None
             if row is None:
                 continue
             stored_print, status, headers, body = row
@@ -329,6 +347,23 @@ class IdempotencyStore:
             cur.execute("DELETE FROM gateway_instances WHERE seen_at < now() - %s * interval '1 second'",
                         (max(self.abandoned_after_seconds, self.owner_timeout_seconds) * 10,))
         return purged
+
+    def forget(self, customer_id: str, claimed_since: Any = None) -> int:
+        """An erased customer (GDPR Art. 17): every stored answer that names them is replaced by a 410
+        that holds no personal data. The key keeps its claim and command id, so a replay still never runs
+        the command again. `claimed_since` limits the scan to keys claimed from then (the claimed_at
+        index): a whole-table scan once at the erasure, then only what commands in flight stored after
+        it. Returns how many answers were replaced."""
+        gone = json.dumps({"error": {"code": "erased", "message": f"customer {customer_id} was erased",
+                                     "fields": {}}}).encode()
+        with self._cursor() as cur:
+            cur.execute("UPDATE idempotency_keys SET status = 410, body = %s, "
+                        "headers = '{\"Content-Type\": \"application/json\"}'::jsonb "
+                        "WHERE (%s::timestamptz IS NULL OR claimed_at >= %s::timestamptz) "
+                        "AND body IS NOT NULL AND position(%s::bytea in body) > 0 AND body <> %s",
+                        (gone, claimed_since, claimed_since, customer_id.encode(), gone))
+            forgotten: int = cur.rowcount
+        return forgotten
 
     def health_check(self) -> dict[str, Any]:
         """Whether the key table answers."""

@@ -12,23 +12,41 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import fields, validate
 
 from crm_contracts import customer as contracts
+from crm_contracts.analytics import REPORT_NAMES
 from crm_contracts.fields import Money
 from crm_contracts.sales import PERCENT_PATTERN, Percent
 from crm_contracts.vocabulary.customer import ADDRESS_KINDS, CONSENT_CHANNELS
 from crm_contracts.vocabulary.loyalty import BENEFIT_KINDS
 from crm_gateway import schemas
-from crm_gateway.auth import ADMIN, MAX_AUTHORIZATION_LENGTH, READ, WRITE
+from crm_gateway.auth import ADMIN, EVENTS, FACTS, MAX_AUTHORIZATION_LENGTH, READ, WRITE
 from crm_gateway.errors import RETRY_AFTER_SECONDS, STATUS_BY_CODE
 from crm_gateway.idempotency import HEADER as IDEMPOTENCY_HEADER
 from crm_gateway.operation import Operation
-from crm_gateway.routes import campaigns, cases, customers, faqs, leads, loyalty, opportunities, orders
+from crm_gateway.routes import (
+    analytics,
+    campaigns,
+    cases,
+    customers,
+    duplicates,
+    events,
+    faqs,
+    leads,
+    loyalty,
+    opportunities,
+    orders,
+    privacy,
+    reports,
+    segments,
+    webhooks,
+)
 from crm_gateway.web import CORRELATION_ID_PATTERN, DEFAULT_MAX_BODY_BYTES, IF_MATCH_PATTERN, MAX_JSON_DEPTH
 
 TITLE = "CRM gateway"
 VERSION = "1.0.0"
 
 #: The route modules, one per resource: each declares its OPERATIONS and its SCHEMAS beside its handlers.
-RESOURCES = (customers, campaigns, leads, opportunities, orders, cases, faqs, loyalty)
+RESOURCES = (customers, campaigns, leads, opportunities, orders, cases, faqs, loyalty, privacy, events, analytics,
+             reports, webhooks, duplicates, segments)
 
 COMPONENT_SCHEMAS: dict[str, Any] = {
     "RegisterCustomerRequest": contracts.RegisterCustomerRequest,
@@ -120,6 +138,8 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
             schema = {"type": "string", "enum": list(CONSENT_CHANNELS)}
         elif name == "kind":
             schema = {"type": "string", "enum": list(ADDRESS_KINDS)}
+        elif name == "report":
+            schema = {"type": "string", "enum": list(REPORT_NAMES)}
         params.append({"in": "path", "name": name, "required": True, "schema": schema})
     if op.query is not None:
         # The marshmallow plugin expands a schema given as `in: query` into one parameter per field.
@@ -201,6 +221,8 @@ def _operation(op: Operation) -> dict[str, Any]:
     ok: dict[str, Any] = {"description": "OK" if op.ok_status == 200 else "Created", "headers": ok_headers}
     if op.ok_schema:
         ok["content"] = {"application/json": {"schema": _answer_schema(op.ok_schema)}}
+    if op.csv:
+        ok.setdefault("content", {})["text/csv"] = {"schema": {"type": "string"}}
     responses: dict[str, Any] = {str(op.ok_status): ok}
     if op.not_modified:
         responses["304"] = {"description": "Not Modified: If-None-Match names the current version",
@@ -269,7 +291,8 @@ def build_spec() -> APISpec:
     spec.components.security_scheme(
         "bearer",
         {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-         "description": f"HS256 JWT; scopes in the `scope` claim: {READ}, {WRITE}, {ADMIN}"},
+         "description": f"HS256 JWT; scopes in the `scope` claim: {READ}, {WRITE}, {ADMIN}; for subscribers "
+                        f"{EVENTS} with events:<pattern>, and {FACTS} (implied by {WRITE})"},
     )
     for name, schema in COMPONENT_SCHEMAS.items():
         if name not in spec.components.schemas:  # not already registered as a nested part of another
@@ -292,7 +315,29 @@ def build_spec() -> APISpec:
         operations={"get": {**public["get"], "summary": "Readiness (503 while not ready)", "tags": ["meta"],
                             "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}},
     )
+    spec.path(path="/metrics", operations={"get": {**public["get"], "tags": ["meta"], "summary": (
+        "Prometheus metrics of this process (text exposition format; crm_runtime.metrics)"),
+        "responses": {"200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}}}})
+    _document_paths(spec, public["get"])
     return spec
+
+
+def _document_paths(spec: APISpec, public: dict[str, Any]) -> None:
+    """The documents beside this one (crm_gateway.routes.docs): all public; /docs/static serves its assets."""
+    html = {"content": {"text/html": {"schema": {"type": "string"}}}}
+    for path, summary, ok in (
+        ("/docs", "This document, rendered by Swagger UI (assets shipped with the gateway)", html),
+        ("/asyncapi.json", "Every published event: the AsyncAPI 2.6 document of the event catalog",
+         {"content": {"application/json": {"schema": {"type": "object"}}}}),
+        ("/asyncapi.html", "The event catalog as a page to read (offline, no script)", html),
+    ):
+        spec.path(path=path, operations={"get": {**public, "summary": summary, "tags": ["meta"],
+                                                 "responses": {"200": {"description": "OK", **ok}}}})
+    spec.path(path="/docs/static/{name}", operations={"get": {
+        **public, "summary": "An asset of /docs (Swagger UI's script and style sheet)", "tags": ["meta"],
+        "parameters": [{"in": "path", "name": "name", "required": True, "schema": {"type": "string"},
+                        "example": "swagger-ui/swagger-ui.css"}],
+        "responses": {"200": {"description": "the asset"}, "404": {"$ref": "#/components/responses/Error404"}}}})
 
 
 @functools.cache

@@ -64,6 +64,7 @@ class Operation:
     tag: str = "customers"
     body_optional: bool = False
     not_modified: bool = False  # a read that answers 304 to a current If-None-Match
+    csv: bool = False  # the answer is also served as text/csv (`?format=csv`)
 
 
 def example_of(schema: type[Schema]) -> dict[str, Any]:

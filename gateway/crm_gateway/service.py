@@ -18,14 +18,24 @@ from werkzeug.wrappers import Request, Response
 from crm_gateway import openapi
 from crm_gateway.auth import JwtSettings
 from crm_gateway.idempotency import Idempotency
+from crm_gateway.routes.analytics import AnalyticsRoutes
 from crm_gateway.routes.campaigns import CampaignRoutes
 from crm_gateway.routes.cases import CaseRoutes
 from crm_gateway.routes.customers import CustomerRoutes
+from crm_gateway.routes.docs import DocsRoutes
+from crm_gateway.routes.duplicates import DuplicateRoutes
+from crm_gateway.routes.events import EventRoutes
 from crm_gateway.routes.faqs import FaqRoutes
 from crm_gateway.routes.leads import LeadRoutes
 from crm_gateway.routes.loyalty import LoyaltyRoutes
 from crm_gateway.routes.opportunities import OpportunityRoutes
 from crm_gateway.routes.orders import OrderRoutes
+from crm_gateway.routes.privacy import PrivacyRoutes
+from crm_gateway.routes.reports import ReportRoutes
+from crm_gateway.routes.segments import SegmentRoutes
+from crm_gateway.routes.webhooks import WebhookRoutes
+from crm_gateway.subscribers.registry import SubscriberTokens
+from crm_gateway.subscribers.webhooks import Webhooks
 from crm_gateway.web import CorrelationId, endpoint
 from crm_runtime.nameko.client import ServiceClient
 from crm_runtime.nameko.service import ServiceWithHealth
@@ -39,7 +49,8 @@ def client(service: str) -> ServiceClient:
 
 class GatewayService(
     CustomerRoutes, CampaignRoutes, LeadRoutes, OpportunityRoutes, OrderRoutes, CaseRoutes, FaqRoutes,
-    LoyaltyRoutes, ServiceWithHealth,
+    LoyaltyRoutes, DocsRoutes, PrivacyRoutes, DuplicateRoutes, EventRoutes, AnalyticsRoutes, ReportRoutes,
+    WebhookRoutes, SegmentRoutes, ServiceWithHealth,
 ):
     """HTTP API for front ends: every resource of the six services, the 360 view and search."""
 
@@ -48,6 +59,8 @@ class GatewayService(
     correlation_id = CorrelationId()
     customer = client("customer")
     customer360 = client("customer360")
+    # The 360 view and search: answers customer360 serialised are passed on as they came (RawJson).
+    customer360_reads = ServiceClient("customer360", timeout_setting="GATEWAY_RPC_TIMEOUT", raw_json=True)
     # A rebuild reads every origin's history: it gets a deadline of its own.
     customer360_admin = ServiceClient("customer360", timeout_setting="GATEWAY_REBUILD_TIMEOUT", default_timeout=900)
     marketing = client("marketing")
@@ -56,6 +69,9 @@ class GatewayService(
     service = client("service")
     loyalty = client("loyalty")
     idempotency = Idempotency()
+    # Subscribers' tokens are checked against the registry on every request (revocable one by one).
+    subscriber_tokens = SubscriberTokens()
+    webhooks = Webhooks()
 
     # --- documents and health -------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from crm_gateway.auth import Principal, authenticate
 from crm_gateway.errors import ApiError, response_for
 from crm_runtime import config
 from crm_runtime.eventstore import CommandMetadata, use_metadata
+from crm_runtime.nameko.rpc import RawJson
 
 access_log = logging.getLogger("crm_gateway.access")
 
@@ -129,8 +130,9 @@ def log_request(request: Request, response: Response, started: float, correlatio
 # --- bodies, queries, paths ---------------------------------------------------------------------
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
-    """A JSON answer."""
-    return Response(json.dumps(body, default=str), status=status, headers=headers, mimetype="application/json")
+    """A JSON answer (a service's answer that is JSON text already, RawJson, is sent as it came)."""
+    text = body if isinstance(body, RawJson) else json.dumps(body, default=str)
+    return Response(text, status=status, headers=headers, mimetype="application/json")
 
 
 #: The largest request body accepted, in bytes (env GATEWAY_MAX_BODY_BYTES); larger is 413.

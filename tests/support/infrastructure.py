@@ -117,7 +117,8 @@ def rabbit_vhost(infra: Infrastructure, prefix: str) -> Iterator[str]:
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     scheme, rest = infra.rabbit_management_uri.rstrip("/").split("://", 1)
     credentials, host = rest.split("@", 1)
-    auth = tuple(credentials.split(":", 1))
+    user, _, password = credentials.partition(":")
+    auth = (user, password)
     url = f"{scheme}://{host}/api"
     requests.put(f"{url}/vhosts/{name}", auth=auth, timeout=10).raise_for_status()
     requests.put(

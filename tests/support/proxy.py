@@ -50,6 +50,15 @@ class OutageProxy:
             threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
 
     def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        """Copy `source` to `sink` until either ends; then end the connection on both sides.
+
+        When one side ends (its process was SIGKILLed, or it closed), the other side must see the
+        end too, as it would without the proxy: a database session whose client died must end, or
+        its open transaction keeps its row locks for good. So both sockets are shut down, which
+        wakes the other pipe thread blocked in recv() on `sink`; each thread closes only the socket
+        it reads (`source`), once it no longer waits on it. Closing `sink` here instead would not
+        end that connection (Linux keeps a socket open while another thread is in recv() on it).
+        """
         try:
             while chunk := source.recv(65536):
                 sink.sendall(chunk)
@@ -58,9 +67,15 @@ class OutageProxy:
         finally:
             for sock in (source, sink):
                 try:
-                    sock.close()
-                except OSError:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:  # not connected any more, or closed by the other pipe thread
                     pass
+            with self._lock:
+                self._sockets.discard(source)
+            try:
+                source.close()
+            except OSError:
+                pass
 
     def cut(self) -> None:
         """The outage: every open connection dies, new ones are refused."""

@@ -44,6 +44,7 @@ class Routes:
 
     customer: Any
     customer360: Any
+    customer360_reads: Any
     customer360_admin: Any
     marketing: Any
     sales: Any
@@ -51,6 +52,8 @@ class Routes:
     service: Any
     loyalty: Any
     idempotency: Any
+    #: A registration's answer with its candidate duplicates (routes.duplicates.DuplicateRoutes).
+    with_duplicate_warning: Any
 
     def once(self, request: Request, payload: Any, command: Callable[[str], Answer],
              respond: Callable[[Answer], Response] = resource_response) -> Response:

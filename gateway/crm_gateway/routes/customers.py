@@ -7,6 +7,7 @@ from werkzeug.wrappers import Request, Response
 
 from crm_contracts import customer as contracts
 from crm_contracts import customer360 as read_side
+from crm_contracts.analytics import View360Query
 from crm_contracts.fields import schema_of
 from crm_gateway.auth import ADMIN, READ, WRITE
 from crm_gateway.operation import CREATE_ERRORS, EXAMPLE_IDS, READ_ERRORS, WRITE_ERRORS, Operation
@@ -27,7 +28,8 @@ class CustomerRoutes(Routes):
     @endpoint(WRITE)
     def register_customer(self, request: Request) -> Response:
         payload = load_body(request, contracts.RegisterCustomerRequest)
-        return self.once(request, payload, lambda command_id: self.customer.register(payload, command_id), created)
+        return self.once(request, payload, lambda command_id: self.with_duplicate_warning(
+            self.customer.register(payload, command_id), payload), created)
 
     @http("GET", "/v1/customers/<customer_id>")
     @endpoint(READ)
@@ -86,13 +88,17 @@ class CustomerRoutes(Routes):
     @http("GET", "/v1/customers/<customer_id>/360")
     @endpoint(READ)
     def customer_360(self, request: Request, customer_id: str) -> Response:
-        return json_response(200, self.customer360.view(uuid_path(customer_id)))
+        # No query string (the usual read): nothing to validate, the view now.
+        as_of = load_query(request, View360Query)["as_of"] if request.query_string else None
+        if as_of is None:
+            return json_response(200, self.customer360_reads.view(uuid_path(customer_id)))
+        return json_response(200, self.customer360_reads.view(uuid_path(customer_id), as_of=as_of.isoformat()))
 
     @http("GET", "/v1/customers")
     @endpoint(READ)
     def search_customers(self, request: Request) -> Response:
         query = load_query(request, read_side.SearchQuery)
-        return json_response(200, self.customer360.search(query["q"], query["page"], query["page_size"]))
+        return json_response(200, self.customer360_reads.search(query["q"], query["page"], query["page_size"]))
 
     @http("POST", "/v1/admin/rebuild-360")
     @endpoint(ADMIN)
@@ -176,8 +182,13 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "get", "/v1/customers/{customer_id}/360", "getCustomer360", "The 360° view of a customer", READ, 200,
-        "Customer360", READ_ERRORS, f"GET /v1/customers/{_CUSTOMER}/360",
-        path_params=("customer_id",),
+        "Customer360", (*READ_ERRORS, 422),
+        f"GET /v1/customers/{_CUSTOMER}/360\n\n"
+        "With `as_of` (RFC 3339 with its offset; `+` escaped as %2B in a URL), the view as it stood then: the "
+        "fold of the customer's events that occurred at or before it, analytics as of it. An instant without "
+        "an offset or in the future is 422; one before anything about the customer happened is 404:\n\n"
+        f"GET /v1/customers/{_CUSTOMER}/360?as_of=2027-03-01T00:00:00%2B08:00",
+        path_params=("customer_id",), query=View360Query,
     ),
     Operation(
         "get", "/v1/customers", "searchCustomers", "Search customers by name or email, a page at a time", READ, 200,

@@ -4,17 +4,23 @@ confirm, shipments, deliveries, payments, cancel, returns.
 If-Match: confirming, cancelling and setting the shipping address are REQUIRED (a person decides on the
 order they saw). Shipments, deliveries, payments and returns carry their own external ids (a resend of
 the same id is harmless) and only add, so If-Match is accepted but optional.
+
+Facts coming back from ERP and SCM (confirmations, shipments, deliveries, payments, returns) need only the
+scope `crm:facts` (a subscriber's token from `crm-subscribers add --facts`; `crm:write` holds it too). Each
+carries the ERP's own id (`reference`, `shipment_id`, `payment_id`, `return_id`): resent, it changes nothing.
+An ERP confirms with `If-Match: *` (it confirms whatever version the order is at).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
 from crm_contracts import order as contracts
-from crm_gateway.auth import READ, WRITE
-from crm_gateway.operation import OPTIONAL, REQUIRED, command, create, listing, read
+from crm_gateway.auth import FACTS, READ, WRITE
+from crm_gateway.operation import OPTIONAL, REQUIRED, Operation, command, create, listing, read
 from crm_gateway.routes.common import Routes, list_call, read_response, resource_response
 from crm_gateway.schemas import CustomerOrdersSchema, OrderQuery, page_of
 from crm_gateway.web import endpoint, json_response, load_body, load_query, uuid_path
@@ -57,23 +63,23 @@ class OrderRoutes(Routes):
                         contracts.SetShippingAddressRequest, if_match=True)
 
     @http("POST", "/v1/orders/<order_id>/confirm")
-    @endpoint(WRITE)
+    @endpoint(FACTS)
     def confirm_order(self, request: Request, order_id: str) -> Response:
         return self.act(request, order_id, "order", self.order.confirm, contracts.ConfirmOrderRequest, if_match=True)
 
     @http("POST", "/v1/orders/<order_id>/shipments")
-    @endpoint(WRITE)
+    @endpoint(FACTS)
     def ship_order(self, request: Request, order_id: str) -> Response:
         return self.act(request, order_id, "order", self.order.ship, contracts.ShipOrderRequest, if_match=False)
 
     @http("POST", "/v1/orders/<order_id>/deliveries")
-    @endpoint(WRITE)
+    @endpoint(FACTS)
     def record_delivery(self, request: Request, order_id: str) -> Response:
         return self.act(request, order_id, "order", self.order.record_delivery, contracts.RecordDeliveryRequest,
                         if_match=False)
 
     @http("POST", "/v1/orders/<order_id>/payments")
-    @endpoint(WRITE)
+    @endpoint(FACTS)
     def record_payment(self, request: Request, order_id: str) -> Response:
         return self.act(request, order_id, "order", self.order.record_payment, contracts.RecordPaymentRequest,
                         if_match=False)
@@ -84,7 +90,7 @@ class OrderRoutes(Routes):
         return self.act(request, order_id, "order", self.order.cancel, contracts.CancelOrderRequest, if_match=True)
 
     @http("POST", "/v1/orders/<order_id>/returns")
-    @endpoint(WRITE)
+    @endpoint(FACTS)
     def record_return(self, request: Request, order_id: str) -> Response:
         return self.act(request, order_id, "order", self.order.record_return, contracts.RecordReturnRequest,
                         if_match=False)
@@ -105,6 +111,12 @@ SCHEMAS = {
 }
 
 _TAG = "orders"
+
+
+def fact(operation: Operation) -> Operation:
+    """An operation that ERP and SCM call with the narrow scope crm:facts (crm:write holds it too)."""
+    return replace(operation, scope=FACTS, summary=operation.summary + " (ERP/SCM: scope crm:facts)")
+
 _ITEM = "/v1/orders/{order_id}"
 
 OPERATIONS = (
@@ -120,16 +132,16 @@ OPERATIONS = (
     command("put", f"{_ITEM}/shipping-address", "setOrderShippingAddress",
             "Set the shipping address of a placed, unconfirmed order", _TAG, "Order",
             contracts.SetShippingAddressRequest, REQUIRED),
-    command("post", f"{_ITEM}/confirm", "confirmOrder", "Confirm an order (it needs a shipping address)", _TAG,
-            "Order", contracts.ConfirmOrderRequest, REQUIRED),
-    command("post", f"{_ITEM}/shipments", "shipOrder", "Record a shipment (its `shipment_id` makes a resend "
-            "harmless)", _TAG, "Order", contracts.ShipOrderRequest, OPTIONAL),
-    command("post", f"{_ITEM}/deliveries", "recordOrderDelivery", "Record that a shipment was delivered", _TAG,
-            "Order", contracts.RecordDeliveryRequest, OPTIONAL),
-    command("post", f"{_ITEM}/payments", "recordOrderPayment", "Record a payment (its `payment_id` makes a resend "
-            "harmless)", _TAG, "Order", contracts.RecordPaymentRequest, OPTIONAL),
+    fact(command("post", f"{_ITEM}/confirm", "confirmOrder", "Confirm an order (it needs a shipping address)", _TAG,
+                 "Order", contracts.ConfirmOrderRequest, REQUIRED)),
+    fact(command("post", f"{_ITEM}/shipments", "shipOrder", "Record a shipment (its `shipment_id` makes a resend "
+                 "harmless)", _TAG, "Order", contracts.ShipOrderRequest, OPTIONAL)),
+    fact(command("post", f"{_ITEM}/deliveries", "recordOrderDelivery", "Record that a shipment was delivered", _TAG,
+                 "Order", contracts.RecordDeliveryRequest, OPTIONAL)),
+    fact(command("post", f"{_ITEM}/payments", "recordOrderPayment", "Record a payment (its `payment_id` makes a resend "
+                 "harmless)", _TAG, "Order", contracts.RecordPaymentRequest, OPTIONAL)),
     command("post", f"{_ITEM}/cancel", "cancelOrder", "Cancel an order before it ships (a paid one is refunded)",
             _TAG, "Order", contracts.CancelOrderRequest, REQUIRED),
-    command("post", f"{_ITEM}/returns", "recordOrderReturn", "Record a return with its refund (its `return_id` "
-            "makes a resend harmless)", _TAG, "Order", contracts.RecordReturnRequest, OPTIONAL),
+    fact(command("post", f"{_ITEM}/returns", "recordOrderReturn", "Record a return with its refund (its `return_id` "
+                 "makes a resend harmless)", _TAG, "Order", contracts.RecordReturnRequest, OPTIONAL)),
 )

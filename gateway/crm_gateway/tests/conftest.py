@@ -161,7 +161,8 @@ def loyalty() -> MagicMock:
 def clients(customer: MagicMock, customer360: MagicMock, marketing: MagicMock, sales: MagicMock, order: MagicMock,
             service: MagicMock, loyalty: MagicMock) -> dict[str, MagicMock]:
     """Every service client of the gateway, by its attribute name."""
-    return {"customer": customer, "customer360": customer360, "customer360_admin": customer360,
+    return {"customer": customer, "customer360": customer360, "customer360_reads": customer360,
+            "customer360_admin": customer360,
             "marketing": marketing, "sales": sales, "order": order, "service": service, "loyalty": loyalty}
 
 

@@ -45,6 +45,8 @@ def bearer(subject: str) -> str:
 
 def gateway(idempotency: IdempotencyStore, customer: Any, customer360: Any = None) -> Api:
     """One gateway instance (its own idempotency store, so its own instance id) over `customer`."""
+    if customer360 is None:  # a registration asks customer360 for possible duplicates: none here
+        customer360 = MagicMock(**{"find_duplicates.return_value": []})
     return Api(worker_factory(GatewayService, customer=customer, customer360=customer360,
                               customer360_admin=customer360, idempotency=idempotency))
 

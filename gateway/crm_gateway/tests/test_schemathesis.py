@@ -6,11 +6,11 @@ Bounded and deterministic: a fixed seed, deterministic generation, a capped numb
 operation and phase, one worker. It fails on any 5xx, any answer outside its documented status codes,
 headers or schema, any valid request refused and any invalid request accepted.
 
-The trade-off of MAX_EXAMPLES: the document has ~86 operations and every one meets every phase (examples,
+The trade-off of MAX_EXAMPLES: the document has ~120 operations and every one meets every phase (examples,
 coverage, fuzzing, stateful) under `--checks all`, so the run's length grows with operations x examples.
 The coverage phase, which does not depend on MAX_EXAMPLES, walks each schema's boundaries (missing and
 extra fields, lengths, enums, formats) deterministically and finds most contract drift; the random phases
-are kept short (a few examples each) so the whole run fits about two minutes on a 2-core machine. Deeper
+are kept short (a few examples each) so the whole run fits about three minutes on a quiet 2-core machine. Deeper
 random exploration is worth a local run with a larger `--max-examples`, not every CI run.
 """
 
@@ -35,7 +35,7 @@ from crm_order.service import OrderService
 from crm_sales.service import SalesService
 from crm_service.service import CustomerCareService
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(960)]
 
 #: The gateway calls every service, and a 360 rebuild reads every origin's feed.
 SERVICES = [CustomerService, Customer360Service, MarketingService, SalesService, OrderService, CustomerCareService,
@@ -43,12 +43,14 @@ SERVICES = [CustomerService, Customer360Service, MarketingService, SalesService,
 HERE = Path(__file__).parent
 SEED = 20261201
 #: Per operation and phase (see the module docstring for the trade-off).
-MAX_EXAMPLES = 5
+MAX_EXAMPLES = 3
 
 
 @pytest.fixture
 def platform_url(test_database, nameko_config, monkeypatch) -> Iterator[str]:
     """A running gateway with every service behind it."""
+    monkeypatch.setenv("EVENTS_MAX_WAIT", "0")  # a long poll of /v1/events answers at once: answers are judged here
+    monkeypatch.setenv("WEBHOOKS_ENABLED", "false")  # no deliveries to the URLs it generates: only answers count
     with running_gateway(test_database, nameko_config, monkeypatch, SERVICES) as url:
         yield url
 
@@ -70,7 +72,7 @@ def test_the_gateway_does_what_its_openapi_document_says(platform_url: str, tmp_
     # eventlet patches subprocess: waiting here lets the gateway's green threads serve the requests.
     environment = {**os.environ, "SCHEMATHESIS_HOOKS": "crm_gateway.tests.schemathesis_hooks",
                    "CRM_SCHEMATHESIS_TOKEN": token}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=540, check=False, cwd=tmp_path,
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False, cwd=tmp_path,
                             env=environment)
     elapsed = time.monotonic() - started
     print(result.stdout[-6000:], f"\nschemathesis took {elapsed:.1f} s")

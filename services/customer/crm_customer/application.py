@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -12,6 +16,9 @@ from eventsourcing.persistence import IntegrityError
 
 from crm_contracts.errors import StaleVersionError
 from crm_customer.domain import (
+    EMAIL_CLAIM_NAMESPACE,
+    PHONE_CLAIM_NAMESPACE,
+    ContactIds,
     ConvertedLead,
     Customer,
     CustomerNotFoundError,
@@ -21,11 +28,41 @@ from crm_customer.domain import (
     LeadLink,
     PhoneClaim,
     PhoneTakenError,
+    normalise_email,
+    normalise_phone,
 )
+from crm_runtime import config
 from crm_runtime.commands import IdempotentApplication
+from crm_runtime.crypto import DataKeys, ErasureRecord, PersonalFields, contact_hash_key
+
+log = logging.getLogger(__name__)
 
 #: What says which customer holds a contact: an email or a phone claim.
 Claim = EmailClaim | PhoneClaim
+
+#: The personal fields of the customer's events, sealed under the customer's data key
+#: (crm_runtime.crypto), with what each reads as once the customer is erased and the key shredded.
+#: Consent sources, credit and grading reasons are operators' notes, not the person's data.
+PERSONAL_DATA: dict[type, PersonalFields] = {
+    Customer.Registered: PersonalFields({"name": "", "email": None, "phone": None, "company": None}),
+    Customer.ProfileChanged: PersonalFields({"changes": {}}),
+    Customer.AddressChanged: PersonalFields(
+        {"address": {"recipient": "", "line1": "", "line2": None, "city": "", "region": None, "postal_code": None,
+                     "country": "", "phone": None}}
+    ),
+    Customer.LeadLinked: PersonalFields({"name": "", "company": None}),
+}
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """Where a customer's erasure stands in this service: asked, recorded as an event, key shredded."""
+
+    customer_id: UUID
+    request_id: str
+    requested_at: datetime
+    erased_at: datetime | None
+    shredded_at: datetime | None
 
 
 class Customers(IdempotentApplication):
@@ -34,6 +71,12 @@ class Customers(IdempotentApplication):
 
     service = "customer"
     grading_rule = GradingRule()
+    personal_data: ClassVar[dict[type, PersonalFields]] = PERSONAL_DATA
+    data_keys: DataKeys
+
+    def __init__(self, env: dict[str, str] | None = None, *, create_table: bool | None = None) -> None:
+        super().__init__(env, create_table=create_table)
+        self.contact_ids = ContactIds(contact_hash_key())
 
     def register(
         self,
@@ -111,9 +154,11 @@ class Customers(IdempotentApplication):
         """The existing customer a lead is, and how it was found; (None, "registered") for a new one."""
         if lead.customer_id is not None:
             try:
-                return self.customer(lead.customer_id), "customer_id"
+                named = self.customer(lead.customer_id)
             except CustomerNotFoundError:
-                pass  # a customer the lead names but this service does not know: match it like any lead
+                named = None  # a customer the lead names but this service does not know: match it like any lead
+            if named is not None and not named.erased:  # an erased customer is nobody: a new one is registered
+                return named, "customer_id"
         for cls, contact, matched_by in ((EmailClaim, lead.email, "email"), (PhoneClaim, lead.phone, "phone")):
             holder = self._holder(cls, contact) if contact else None
             if holder is not None:
@@ -259,9 +304,13 @@ class Customers(IdempotentApplication):
         claim = self._existing_claim(cls, contact)
         return claim.holder if claim else None
 
+    def claim_id(self, cls: type[Claim], contact: str) -> UUID:
+        """The id of the claim of `contact`: its keyed hash (ContactIds)."""
+        return self.contact_ids.email(contact) if cls is EmailClaim else self.contact_ids.phone(contact)
+
     def _existing_claim(self, cls: type[Claim], contact: str) -> Claim | None:
         try:
-            claim: Claim = self.repository.get(cls.id_for(contact))
+            claim: Claim = self.repository.get(self.claim_id(cls, contact))
         except AggregateNotFoundError:
             return None
         return claim
@@ -270,18 +319,17 @@ class Customers(IdempotentApplication):
         """The claim of `contact` for `holder`: new, or the existing one taken over (if it is free)."""
         claim = self._existing_claim(cls, contact)
         if claim is None:
-            return cls(contact, holder)
-        claim.claim(holder)
+            return cls.create(self.claim_id(cls, contact), holder)  # type: ignore[no-any-return]
+        claim.claim(holder, contact)
         return claim
 
-    @staticmethod
-    def _fresh_claims(customer: Customer) -> list[Claim]:
+    def _fresh_claims(self, customer: Customer) -> list[Claim]:
         """New claims of a new customer's email and phone (they collide if either is claimed already)."""
         claims: list[Claim] = []
         if customer.email:
-            claims.append(EmailClaim(email=customer.email, holder=customer.id))
+            claims.append(EmailClaim.create(self.claim_id(EmailClaim, customer.email), customer.id))
         if customer.phone:
-            claims.append(PhoneClaim(phone=customer.phone, holder=customer.id))
+            claims.append(PhoneClaim.create(self.claim_id(PhoneClaim, customer.phone), customer.id))
         return claims
 
     def _claims_for(self, customer: Customer) -> list[Claim]:
@@ -292,6 +340,132 @@ class Customers(IdempotentApplication):
         if customer.phone:
             claims.append(self._claim(PhoneClaim, customer.phone, customer.id))
         return claims
+
+    def history(self, customer_id: UUID) -> list[dict[str, Any]]:
+        """Every event of the customer as this service stores it, decrypted (an export, GDPR Art. 15/20):
+        what it was told and when, oldest first; for an erased customer, the personal fields redacted."""
+        self.customer(customer_id)  # CustomerNotFoundError for an unknown one
+        history = []
+        for stored in self.recorder.select_events(customer_id):
+            event = self.mapper.to_domain_event(stored)
+            data = {k: v for k, v in vars(event).items()
+                    if not k.startswith("_") and k not in ("originator_id", "originator_version", "originator_topic",
+                                                           "timestamp")}
+            history.append({"type": type(event).__qualname__.split(".")[-1], "version": stored.originator_version,
+                            "occurred_at": event.timestamp, "data": data})  # type: ignore[attr-defined]
+        return history
+
+    # --- erasure (GDPR Art. 17) by crypto-shredding ------------------------------------------------
+
+    def erase(self, customer_id: UUID, request_id: str | None = None) -> Erasure:
+        """Erase a customer: ledger first, then the Erased event (published as customer_erased, with
+        the customer's claims released in the same save, so the email and phone are free for a new
+        customer), then the data key shredded. Each step is idempotent, so a retry, a concurrent
+        erasure or `reconcile_erasures` after a crash finishes what was started."""
+        customer = self.customer(customer_id)
+        self.data_keys.record_erasure(customer_id, request_id or f"erasure:{customer_id}")
+        self._ledger_file_append(customer_id)
+        for _attempt in range(3):
+            if customer.erased:
+                break
+            released = [claim for cls, contact in ((EmailClaim, customer.email), (PhoneClaim, customer.phone))
+                        if contact and (claim := self._existing_claim(cls, contact)) is not None
+                        and claim.holder == customer.id]
+            for claim in released:
+                claim.release()
+            customer.erase(request_id or f"erasure:{customer_id}", datetime.now(UTC))
+            try:
+                self.save(customer, *released)
+            except IntegrityError:  # changed or erased concurrently: look again
+                customer = self.customer(customer_id)
+        if not customer.erased:
+            raise StaleVersionError(f"customer {customer_id} kept changing; erase it again")
+        self.data_keys.shred(customer_id)
+        return self.erasure(customer_id)
+
+    def erasure(self, customer_id: UUID) -> Erasure:
+        """Where the erasure of `customer_id` stands here (CustomerNotFoundError if never asked)."""
+        record = self.data_keys.erasure(customer_id)
+        if record is None:
+            raise CustomerNotFoundError(f"no erasure of customer {customer_id} was asked for",
+                                        customer_id=str(customer_id))
+        try:
+            erased_at = self.customer(customer_id).erased_at
+        except CustomerNotFoundError:
+            erased_at = None
+        return Erasure(customer_id, record.request_id, record.requested_at, erased_at, record.shredded_at)
+
+    def reconcile_erasures(self, extra: list[ErasureRecord] | None = None) -> list[UUID]:
+        """Finish every erasure in the ledger (and in `extra`, the ledger kept outside the database, read
+        after a restore from backup): each customer erased and its key shredded. Returns who was acted on."""
+        acted = []
+        requests = {r.subject: r.request_id for r in extra or []}
+        for subject in self.data_keys.unfinished(list(requests)):
+            record = self.data_keys.erasure(subject)
+            request_id = record.request_id if record is not None else requests[subject]
+            try:
+                self.erase(subject, request_id)
+            except CustomerNotFoundError:
+                self.data_keys.record_erasure(subject, request_id)
+                self.data_keys.shred(subject)
+            acted.append(subject)
+            log.info("erasure of customer %s re-applied from the ledger", subject)
+        return acted
+
+    def _ledger_file_append(self, customer_id: UUID) -> None:
+        """Append the erasure to the ledger kept outside the database (CRM_ERASURE_LEDGER_FILE), which a
+        restore from a backup taken before the erasure re-applies (`reconcile_erasures`)."""
+        path = config.setting("CRM_ERASURE_LEDGER_FILE", "")
+        if not path:
+            return
+        record = self.data_keys.erasure(customer_id)
+        if record is None:
+            return
+        with open(path, "a", encoding="utf-8") as ledger:
+            ledger.write(json.dumps({"customer_id": str(customer_id), "request_id": record.request_id,
+                                     "requested_at": record.requested_at.isoformat()}) + "\n")
+
+    @staticmethod
+    def read_ledger_file(path: str) -> list[ErasureRecord]:
+        """The erasures in a ledger file (one JSON object a line), for `reconcile_erasures`."""
+        records = []
+        with open(path, encoding="utf-8") as ledger:
+            for line in ledger:
+                if line.strip():
+                    item = json.loads(line)
+                    records.append(ErasureRecord(UUID(item["customer_id"]), item["request_id"],
+                                                 datetime.fromisoformat(item["requested_at"])))
+        return records
+
+    def rekey_claims(self, customer_ids: list[UUID]) -> int:
+        """Migration from the first version's claims (ids: uuid5 of the contact, which anyone can
+        recompute): each customer's email and phone claimed under its keyed id, the old claim released.
+        Idempotent; returns how many claims were moved. Run once per customer after upgrading."""
+        moved = 0
+        for customer_id in customer_ids:
+            customer = self.customer(customer_id)
+            if customer.erased:
+                continue
+            changed: list[Claim] = []
+            for cls, contact, legacy in (
+                (EmailClaim, customer.email, lambda c: uuid.uuid5(EMAIL_CLAIM_NAMESPACE, normalise_email(c))),
+                (PhoneClaim, customer.phone, lambda c: uuid.uuid5(PHONE_CLAIM_NAMESPACE, normalise_phone(c))),
+            ):
+                if not contact:
+                    continue
+                try:
+                    old: Claim | None = self.repository.get(legacy(contact))
+                except AggregateNotFoundError:
+                    old = None
+                if old is None or old.holder != customer.id:
+                    continue
+                changed.append(self._claim(cls, contact, customer.id))
+                old.release()
+                changed.append(old)
+                moved += 1
+            if changed:
+                self.save(*changed)
+        return moved
 
     def _save(self, customer: Customer, *others: Claim | LeadLink) -> None:
         """Save a customer with the claims (and lead link) it changed, in one transaction.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import uuid
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from crm_contracts.vocabulary.customer import (
     SOURCE_CHANNELS,
 )
 
+#: Claim ids of the first version (uuid5 of the contact): only `Customers.rekey_claims` still derives them.
 EMAIL_CLAIM_NAMESPACE = uuid.UUID("0d0c7a57-86a4-4c3e-8f0b-5b8d51e4a1f2")
 REGISTRATION_NAMESPACE = uuid.UUID("5b0e8f3c-2a71-4d0c-9c62-7e4f1a9d3b85")
 PHONE_CLAIM_NAMESPACE = uuid.UUID("c3a1e7d2-48f6-4b0a-9e5d-71b2f0c8a934")
@@ -54,6 +57,16 @@ class PhoneTakenError(ConflictError):
             f"phone {phone} already belongs to customer {existing_customer_id}",
             existing_customer_id=str(existing_customer_id),
             fields={"phone": ["already belongs to another customer"]},
+        )
+
+
+class CustomerErasedError(ConflictError):
+    """The customer was erased (GDPR Art. 17): nothing more is recorded about them."""
+
+    def __init__(self, customer_id: uuid.UUID) -> None:
+        super().__init__(
+            f"customer {customer_id} was erased: nothing more can be recorded about them",
+            customer_id=str(customer_id), erased=True,
         )
 
 
@@ -126,7 +139,7 @@ class Customer(Aggregate):
     def __init__(
         self, name: str, email: str | None, phone: str | None, company: str | None, source_channel: str
     ) -> None:
-        self.name = name
+        self.name: str | None = name  # None once erased
         self.email = email
         self.phone = phone
         self.company = company
@@ -138,6 +151,31 @@ class Customer(Aggregate):
         self.grade_scores: dict[str, int] | None = None
         self.lead_ids: list[uuid.UUID] = []
         self.addresses: dict[str, dict[str, Any]] = {}
+        self.erased_at: datetime | None = None
+
+    @property
+    def erased(self) -> bool:
+        return self.erased_at is not None
+
+    def check_not_erased(self) -> None:
+        if self.erased:
+            raise CustomerErasedError(self.id)
+
+    def erase(self, request_id: str, at: datetime) -> None:
+        """Forget the customer (GDPR Art. 17): their personal fields are cleared here, and the service
+        shreds the key that sealed them in every stored event. Erasing twice changes nothing."""
+        if not self.erased:
+            self._erased(request_id, at)
+
+    @event("Erased")
+    def _erased(self, request_id: str, at: datetime) -> None:
+        # Anonymous facts stay (source channel, consents, credit, grade); whatever names a person goes.
+        self.name = None
+        self.email = None
+        self.phone = None
+        self.company = None
+        self.addresses = {}
+        self.erased_at = at
 
     @classmethod
     def register(
@@ -179,6 +217,7 @@ class Customer(Aggregate):
         from the lead, else how it was found). A lead links once; linking it again changes nothing."""
         if lead.lead_id in self.lead_ids:
             return
+        self.check_not_erased()
         self._lead_linked(
             lead.lead_id, lead.campaign_id, matched_by == "registered", matched_by, lead.name, lead.company,
             lead.estimated_amount, lead.currency, lead.expected_close_date, lead.sales_owner,
@@ -202,6 +241,7 @@ class Customer(Aggregate):
         self.lead_ids.append(lead_id)
 
     def change_profile(self, changes: dict[str, Any]) -> None:
+        self.check_not_erased()
         unknown = set(changes) - set(PROFILE_FIELDS)
         if unknown:
             raise InvalidCustomerDataError(sorted(unknown)[0], "is not a profile field")
@@ -222,6 +262,7 @@ class Customer(Aggregate):
             setattr(self, field_name, value)
 
     def record_consent(self, channel: str, granted: bool, source: str, at: datetime) -> None:
+        self.check_not_erased()
         if channel not in CONSENT_CHANNELS:
             raise InvalidCustomerDataError("channel", f"must be one of {', '.join(CONSENT_CHANNELS)}")
         self._consent_recorded(channel, granted, source, at)
@@ -231,6 +272,7 @@ class Customer(Aggregate):
         self.consents[channel] = {"granted": granted, "source": source, "at": at}
 
     def set_credit_rating(self, rating: str, limit: Decimal | None, reason: str | None) -> None:
+        self.check_not_erased()
         if rating not in CREDIT_RATINGS:
             raise InvalidCustomerDataError("rating", f"must be one of {', '.join(CREDIT_RATINGS)}")
         if limit is not None and limit < 0:
@@ -244,6 +286,7 @@ class Customer(Aggregate):
 
     def set_address(self, kind: str, address: dict[str, Any], default: bool, at: datetime) -> None:
         """Record the customer's billing or shipping address (one per kind: the newest replaces the last)."""
+        self.check_not_erased()
         if kind not in ADDRESS_KINDS:
             raise InvalidCustomerDataError("kind", f"must be one of {', '.join(ADDRESS_KINDS)}")
         self._address_changed(kind, dict(address), default, at)
@@ -253,6 +296,7 @@ class Customer(Aggregate):
         self.addresses[kind] = {"address": address, "default": default, "changed_at": at}
 
     def grade_on(self, rule: GradingRule, value: int, structure: int, loyalty: int, reason: str | None) -> None:
+        self.check_not_erased()
         grade = rule.grade_for(value, structure, loyalty)
         self._graded(grade, {"value": value, "structure": structure, "loyalty": loyalty}, reason)
 
@@ -262,28 +306,70 @@ class Customer(Aggregate):
         self.grade_scores = scores
 
 
-class EmailClaim(Aggregate):
-    """Which customer holds an email address. Its id is derived from the address, so two
-    registrations racing for one email collide on the event store's version check."""
+class ContactIds:
+    """The ids of contact claims: a keyed hash (HMAC-SHA256) of the normalised email or phone.
 
-    @staticmethod
-    def id_for(email: str) -> uuid.UUID:
-        return uuid.uuid5(EMAIL_CLAIM_NAMESPACE, normalise_email(email))
+    A claim's id must be derivable from the contact (two registrations of one email collide on it), but
+    must not give the contact back: a uuid5 of the address (the first version) anyone can recompute
+    from a guessed address. The key comes from the configuration (CRM_CONTACT_HASH_KEY); changing it
+    changes every claim id (see the README: claims are re-derived by `Customers.rekey_claims`).
+    """
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def email(self, email: str) -> uuid.UUID:
+        return self._hashed("email", normalise_email(email))
+
+    def phone(self, phone: str) -> uuid.UUID:
+        return self._hashed("phone", normalise_phone(phone))
+
+    def _hashed(self, kind: str, value: str) -> uuid.UUID:
+        digest = hmac.new(self._key, f"{kind}\x00{value}".encode(), hashlib.sha256).digest()
+        return uuid.UUID(bytes=digest[:16], version=4)
+
+
+class _ContactClaim(Aggregate):
+    """Which customer holds a contact (an email or a phone); each subclass declares its own events, so
+    their topics stay those of the first version. Its id is the contact's keyed hash
+    (ContactIds), so two registrations racing for one contact collide on the event store's version
+    check. The claim stores no contact: only the holder (claims of the first version held the address
+    too; those events still load, the address is ignored)."""
+
+    holder: uuid.UUID | None
 
     @classmethod
-    def create_id(cls, email: str, holder: uuid.UUID) -> uuid.UUID:
-        return cls.id_for(email)
+    def create(cls, claim_id: uuid.UUID, holder: uuid.UUID) -> Any:
+        return cls._create(cls.Claimed, id=claim_id, holder=holder)  # type: ignore[attr-defined]
 
-    @event("Claimed")
-    def __init__(self, email: str, holder: uuid.UUID) -> None:
-        self.email = email
-        self.holder: uuid.UUID | None = holder
+    @staticmethod
+    def taken(contact: str, holder: uuid.UUID) -> ConflictError:
+        raise NotImplementedError
 
-    def claim(self, holder: uuid.UUID) -> None:
+    def claim(self, holder: uuid.UUID, contact: str) -> None:
+        """Take the claim for `holder`; `contact` (what the caller asked for) names it in the error."""
         if self.holder is not None and self.holder != holder:
-            raise EmailTakenError(self.email, self.holder)
+            raise self.taken(contact, self.holder)
         if self.holder is None:
             self._reclaimed(holder)
+
+    def _reclaimed(self, holder: uuid.UUID) -> None:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+
+class EmailClaim(_ContactClaim):
+    """Which customer holds an email address (see _ContactClaim)."""
+
+    @event("Claimed")
+    def __init__(self, holder: uuid.UUID) -> None:
+        self.holder = holder
+
+    @staticmethod
+    def taken(contact: str, holder: uuid.UUID) -> ConflictError:
+        return EmailTakenError(contact, holder)
 
     @event("Reclaimed")
     def _reclaimed(self, holder: uuid.UUID) -> None:
@@ -294,28 +380,17 @@ class EmailClaim(Aggregate):
         self.holder = None
 
 
-class PhoneClaim(Aggregate):
-    """Which customer holds a phone number, as EmailClaim does for an email: its id is derived from the
-    normalised number, so two customers never hold one phone (and a phone-only lead finds its customer)."""
-
-    @staticmethod
-    def id_for(phone: str) -> uuid.UUID:
-        return uuid.uuid5(PHONE_CLAIM_NAMESPACE, normalise_phone(phone))
-
-    @classmethod
-    def create_id(cls, phone: str, holder: uuid.UUID) -> uuid.UUID:
-        return cls.id_for(phone)
+class PhoneClaim(_ContactClaim):
+    """Which customer holds a phone number (see _ContactClaim): two customers never hold one phone
+    (and a phone-only lead finds its customer)."""
 
     @event("Claimed")
-    def __init__(self, phone: str, holder: uuid.UUID) -> None:
-        self.phone = phone
-        self.holder: uuid.UUID | None = holder
+    def __init__(self, holder: uuid.UUID) -> None:
+        self.holder = holder
 
-    def claim(self, holder: uuid.UUID) -> None:
-        if self.holder is not None and self.holder != holder:
-            raise PhoneTakenError(self.phone, self.holder)
-        if self.holder is None:
-            self._reclaimed(holder)
+    @staticmethod
+    def taken(contact: str, holder: uuid.UUID) -> ConflictError:
+        return PhoneTakenError(contact, holder)
 
     @event("Reclaimed")
     def _reclaimed(self, holder: uuid.UUID) -> None:

@@ -96,3 +96,12 @@ def customer_lead_linked(event: Customer.LeadLinked) -> IntegrationEvent:
         },
         customer_id=event.originator_id,
     )
+
+
+@translator.translates(Customer.Erased)
+def customer_erased(event: Customer.Erased) -> IntegrationEvent:
+    return integration_event(
+        contracts.CustomerErasedV1,
+        {"customer_id": event.originator_id, "request_id": event.request_id, "erased_at": event.at},
+        customer_id=event.originator_id,
+    )

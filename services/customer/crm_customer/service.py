@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -11,11 +13,17 @@ from crm_customer.application import Customers
 from crm_customer.domain import Customer
 from crm_customer.policies import policies
 from crm_customer.publishing import translator
+from crm_runtime import config
 from crm_runtime.nameko.dependencies import EventSourcedApplication, PolicyConsumer
+from crm_runtime.nameko.leader import leader_timer
 from crm_runtime.nameko.rpc import aggregate_id, rpc
 from crm_runtime.nameko.service import EventSourcedService
 
 _customer = contracts.CustomerSchema()
+_erasure = contracts.ErasureSchema()
+#: How often the erasure ledger is re-applied (and at start): finishes an erasure a crash cut short,
+#: and after a restore from backup re-erases whoever the ledger file names (CRM_ERASURE_LEDGER_FILE).
+ERASURE_RECONCILE_INTERVAL = float(config.setting("ERASURE_RECONCILE_INTERVAL", "300"))
 
 
 def customer_key(customer_id: str) -> UUID:
@@ -42,6 +50,7 @@ def customer_view(customer: Customer) -> dict[str, Any]:
             "registered_at": customer.created_on,
             "modified_at": customer.modified_on,
             "addresses": customer.addresses,
+            "erased": customer.erased,
         }
     )
 
@@ -123,3 +132,41 @@ class CustomerService(EventSourcedService):
             customer_key(customer_id), expected_version=expected_version, command_id=command_id, **scores
         )
         return customer_view(customer)
+
+    @rpc
+    def erase(self, customer_id: str, payload: dict[str, Any], command_id: str | None = None) -> dict[str, Any]:
+        """Erase the customer (crypto-shredding); idempotent: asking again answers where it stands."""
+        request = schema_of(contracts.EraseCustomerRequest).load(payload)
+        return _erasure.dump(vars(self.application.erase(customer_key(customer_id), request["request_id"])))
+
+    @rpc
+    def erasure(self, customer_id: str) -> dict[str, Any]:
+        """Where the customer's erasure stands in this service."""
+        return _erasure.dump(vars(self.application.erasure(customer_key(customer_id))))
+
+    @leader_timer(interval=ERASURE_RECONCILE_INTERVAL, eager=True)
+    def reconcile_erasures(self) -> None:
+        """Finish erasures a crash cut short; after a restore, re-apply the ledger kept outside the database."""
+        path = config.setting("CRM_ERASURE_LEDGER_FILE", "")
+        extra = self.application.read_ledger_file(path) if path and os.path.exists(path) else []
+        self.application.reconcile_erasures(extra)
+
+    @rpc
+    def export(self, customer_id: str) -> dict[str, Any]:
+        """Everything this service holds about the customer (GDPR Art. 15/20): the record and its events."""
+        key = customer_key(customer_id)
+        return {"record": customer_view(self.application.customer(key)),
+                "events": jsonable(self.application.history(key))}
+
+
+def jsonable(value: Any) -> Any:
+    """Event data as JSON: ids, instants, dates and amounts as text; containers kept."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    return str(value)  # UUID, Decimal

@@ -34,6 +34,7 @@ import psycopg2
 from psycopg2 import sql
 
 from crm_contracts.errors import ConflictError
+from crm_customer360 import analytics_store, segments
 from crm_customer360.readmodel import SCHEMA, advance_clock, apply_batch, create_indexes, create_tables, view_clock
 from crm_runtime import config
 from crm_runtime.inbox import Fetch, Inbox
@@ -81,6 +82,7 @@ def rebuild(fetch: Fetch, origins: list[str], page: int = 5000) -> RebuildReport
             cur.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(NEXT_SCHEMA)))
             cur.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(NEXT_SCHEMA)))
             create_tables(cur, with_indexes=False)
+            _set_logged(cur, False)
         with admin, admin.cursor() as cur:
             cur.execute(sql.SQL("SELECT origin, position FROM {}.inbox_tracking").format(sql.Identifier(SCHEMA)))
             seen = {origin for origin, position in cur.fetchall() if position > 0}
@@ -92,6 +94,7 @@ def rebuild(fetch: Fetch, origins: list[str], page: int = 5000) -> RebuildReport
             with admin, admin.cursor() as cur:
                 cur.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(NEXT_SCHEMA)))
                 create_indexes(cur)
+                _set_logged(cur, True)
                 _take_live_clock(cur)
             with admin, admin.cursor() as cur:
                 cur.execute(sql.SQL("LOCK TABLE {}.inbox_tracking IN ACCESS EXCLUSIVE MODE").format(
@@ -124,6 +127,22 @@ def rebuild(fetch: Fetch, origins: list[str], page: int = 5000) -> RebuildReport
     return report
 
 
+#: The tables a rebuild fills in bulk: unlogged while it does (no write-ahead log for rows rewritten page
+#: after page), made logged (written to the log once) before the swap, or a database crash would empty
+#: the view after it.
+BULK_TABLES = ("customer_view", "lead_view", "timeline", "customer_search")
+
+
+def _set_logged(cur: Any, logged: bool) -> None:
+    """Make the rebuilt view's bulk tables (search_path) logged or unlogged; logged, with fresh planner
+    statistics (the first reads after the swap plan on them)."""
+    for table in BULK_TABLES:
+        cur.execute(sql.SQL("ALTER TABLE {} SET {}").format(sql.Identifier(table),
+                                                            sql.SQL("LOGGED" if logged else "UNLOGGED")))
+    if logged:
+        cur.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(sql.Identifier(t) for t in BULK_TABLES)))
+
+
 def _take_live_clock(cur: Any) -> None:
     """Move the rebuilt view's clock (search_path) to the live view's, re-deriving its stages; a no-op if equal."""
     cur.execute(sql.SQL("SELECT as_of FROM {}.view_clock").format(sql.Identifier(SCHEMA)))
@@ -131,6 +150,9 @@ def _take_live_clock(cur: Any) -> None:
     live = row[0] if row else None
     if live is not None and view_clock(cur) != live.astimezone(UTC).isoformat():
         advance_clock(cur, live)
+    # The analytics' models too, the same way (the rows follow from the views and the newest model).
+    analytics_store.take_live_models(cur, SCHEMA)
+    segments.take_live_segments(cur, SCHEMA)  # saved queries, not facts: copied, not folded
 
 
 def _pull_all(inbox: Inbox, fetch: Fetch, origin: str, page: int, required: bool) -> int:

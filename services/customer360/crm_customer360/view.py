@@ -107,6 +107,7 @@ TIMELINE_SUMMARIES = {
     "customer_graded": "graded {grade}",
     "customer_address_changed": "{kind} address changed",
     "lead_linked": "became a customer from lead {name} ({matched_by})",
+    "customer_erased": "customer erased (request {request_id})",
     # marketing
     "lead_captured": "lead captured from {channel}",
     "lead_scored": "lead scored {score}",
@@ -315,6 +316,8 @@ def timeline_summary(envelope: Envelope) -> str:
 
 def finish(view: View, clock: str | None = None) -> None:
     """Derive every value that mixes origins or depends on time, as of max(newest event, `clock`)."""
+    if view.get("erased_at"):
+        forget_person(view)
     as_of = _latest(view["last_activity_at"], clock)
     view["stage_as_of"] = as_of
     _derive_marketing(view["marketing"])
@@ -524,6 +527,53 @@ def _lead_linked(view: View, payload: Payload, envelope: Envelope) -> None:
         view["marketing"]["linked_campaigns"] = sorted([*view["marketing"]["linked_campaigns"], campaign])
 
 
+def _erased(view: View, payload: Payload, envelope: Envelope) -> None:
+    # The earliest erasure holds (one per customer in practice); `finish` forgets the person, so
+    # whatever any origin folds before or after it, the view ends the same (rebuild equals live).
+    view["erased_at"] = _earliest(view.get("erased_at"), payload.get("erased_at") or envelope["occurred_at"])
+
+
+# --- erasure: what the view forgets of an erased customer (GDPR Art. 17, 19) -----------------------
+#: Parts of payload keys that can name or reach a person, in any origin's events (a name, an address,
+#: free text): such keys are dropped, at any depth, from an erased customer's timeline rows. Amounts,
+#: dates, statuses, codes and ids stay (anonymous facts).
+PERSONAL_KEY_PARTS = (
+    "name", "email", "phone", "company", "address", "changes", "recipient", "sender", "contact", "line",
+    "city", "postal", "body", "subject", "comment", "note", "description", "summary", "resolution", "reason",
+    "title",
+)
+
+
+def forget_person(view: View) -> None:
+    """Clear every personal value of an erased customer's view; keep its anonymous facts."""
+    view["profile"] = {"name": None, "email": None, "phone": None, "company": None,
+                       "source_channel": view["profile"].get("source_channel"), "erased": True}
+    view["addresses"] = {}
+    for lead in view["marketing"]["leads"].values():
+        lead.update(name=None, company=None)
+    for opportunity in view["pipeline"]["opportunities"].values():
+        opportunity.update(title=None, lost_reason=None)
+    for case in view["service"]["cases"].values():
+        case["subject"] = None
+        if case.get("complaint"):
+            case["complaint"]["summary"] = None
+
+
+def forget_payload(payload: Any) -> Any:
+    """A timeline payload of an erased customer: without the keys that can hold personal data."""
+    if isinstance(payload, dict):
+        return {k: forget_payload(v) for k, v in payload.items()
+                if not any(part in k.lower() for part in PERSONAL_KEY_PARTS)}
+    if isinstance(payload, list):
+        return [forget_payload(item) for item in payload]
+    return payload
+
+
+def forgotten_summary(event_type: str, payload: Payload) -> str:
+    """The timeline summary of an erased customer's event, from its forgotten payload."""
+    return timeline_summary({"type": event_type, "payload": forget_payload(payload)})
+
+
 # --- sales -----------------------------------------------------------------------------------------
 
 def _opportunity(view: View, payload: Payload) -> dict[str, Any]:
@@ -584,7 +634,7 @@ def _order(view: View, payload: Payload) -> dict[str, Any]:
     return view["orders"]["by_id"].setdefault(payload["order_id"], {
         "status": None, "currency": None, "total": None, "paid": "0.00", "refunded": "0.00", "outstanding": "0.00",
         "placed_at": None, "paid_at": None, "opportunity_id": None, "over_credit_limit": False,
-        "shipments": 0, "returns": 0,
+        "shipments": 0, "returns": 0, "skus": [], "discounted": False,
     })
 
 
@@ -593,6 +643,14 @@ def _order_placed(view: View, payload: Payload, envelope: Envelope) -> None:
         status="placed", currency=payload.get("currency"), total=payload.get("total"),
         placed_at=payload.get("placed_at") or envelope["occurred_at"], opportunity_id=payload.get("opportunity_id"),
         over_credit_limit=bool(payload.get("over_credit_limit")))
+    _order_lines(view, payload)
+
+
+def _order_lines(view: View, payload: Payload) -> None:
+    # What was bought (the analytics' cross-sell and depth) and whether at a discount (a promotion).
+    lines = payload.get("lines") or []
+    _order(view, payload).update(skus=sorted({line["sku"] for line in lines if line.get("sku")}),
+                                 discounted=any(_dec(line.get("discount")) > 0 for line in lines))
 
 
 def _order_confirmed(view: View, payload: Payload, envelope: Envelope) -> None:
@@ -810,6 +868,7 @@ _HANDLERS: dict[str, Callable[[View, Payload, Envelope], None]] = {
     "customer_graded": _graded,
     "customer_address_changed": _address_changed,
     "lead_linked": _lead_linked,
+    "customer_erased": _erased,
     "opportunity_opened": _opportunity_opened,
     "opportunity_stage_changed": _opportunity_stage_changed,
     "opportunity_amount_changed": _opportunity_amount_changed,

@@ -325,7 +325,10 @@ class Order(Aggregate):
     # --- confirm and cancel ----------------------------------------------------------------------
 
     def confirm(self, reference: str | None = None, at: datetime | None = None) -> None:
-        """Confirm a placed order (ERP accepted it); only then may it ship."""
+        """Confirm a placed order (ERP accepted it); only then may it ship. ERP resending its confirmation
+        (the same `reference`, its own sales-order id) changes nothing."""
+        if reference is not None and self.confirmed_at is not None and self.erp_reference == reference:
+            return  # the ERP's id is the idempotency key of its confirmation
         if self.status != "placed":
             raise IllegalTransitionError("confirm", self.status, "only a placed order can be confirmed")
         if self.shipping_address is None:

@@ -94,8 +94,10 @@ class IdempotentApplication(ServiceApplication):
         same command won) answer `current()`, the state as it is now. No id: just run it."""
         if command_id is None:
             return command()
-        if self.processed(command_id):
-            return current()
+        # No look-up first: a command that took effect already fails when run again (its marker, saved
+        # with its first save, collides in the event store, or the domain refuses the repeat), and the
+        # look-up below tells that failure from a real one. A retry costs a second run; every first
+        # delivery saves the round trip.
         token = _running.set(_RunningCommand(command_id))
         try:
             return command()

@@ -1,18 +1,23 @@
 """A service's published event feed: its notification log translated into envelopes.
 
 The outbox relay publishes from it and `events_since` serves it over RPC, so a re-published or
-re-pulled event is byte-for-byte the event first published (guarantees 2, 3 and 4).
+re-pulled event is byte-for-byte the event first published (guarantees 2, 3 and 4; an erasure redacts
+its personal fields, see below).
 
 A notification that can never become an envelope (the mapper cannot decode its state, or the
 service's publishing.py raises on it) is a poison event. The feed treats it as "not published",
 exactly as it treats an internal event: the relay and `events_since` skip it alike, so the
 `previous` chain goes from the event before it to the event after it, and no consumer ever sees it
 as a gap. The page reports it (`FeedPage.unpublishable`) so the relay parks it where an operator
-sees it. Translation is a pure function of the stored event, so this is deterministic.
+sees it. Translation is a function of the stored event and, for personal fields, of whether the
+person's data key still exists (crm_runtime.crypto): after an erasure the same event translates to
+the same envelope with those fields redacted, at the same position, so the chain never changes.
 
 An event whose class this process cannot import (TopicError) is not poison: during a rolling deploy
 a newer replica wrote it, and that replica's relay can publish it. The error propagates; the relay
-backs off, gives up its leadership for a while, and retries.
+backs off, gives up its leadership for a while, and retries. Nor is a database error while
+translating (a mapper that reads the data key of a person, crm_runtime.crypto, during an outage):
+it propagates too, and the relay retries, rather than parking an event that is fine.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import eventsourcing.persistence
+import psycopg
+import psycopg2
 from eventsourcing.application import Application
 from eventsourcing.utils import TopicError
 
@@ -29,6 +37,16 @@ from crm_contracts.integration import Translator
 from crm_runtime.eventstore import event_metadata
 
 log = logging.getLogger(__name__)
+
+#: Failures to translate that say nothing about the event: a class this process does not know yet, or
+#: the database unavailable (eventsourcing's datastore re-raises psycopg's errors as its own).
+NOT_POISON: tuple[type[BaseException], ...] = (
+    TopicError,
+    eventsourcing.persistence.OperationalError,
+    eventsourcing.persistence.InterfaceError,
+    psycopg.OperationalError,
+    psycopg2.OperationalError,
+)
 
 #: Notifications read from the log per query while scanning.
 SCAN_PAGE = 1000
@@ -79,6 +97,9 @@ class EventFeed:
             notifications = self.app.recorder.select_notifications(
                 start=page.scanned_to, limit=SCAN_PAGE, inclusive_of_start=False
             )
+            preload = getattr(self.app.mapper, "preload", None)
+            if preload is not None:  # personal data: every key this page needs, in one query (crm_runtime.crypto)
+                preload(notifications)
             for notification in notifications:
                 page.scanned_to = notification.id
                 envelope = self._envelope(notification, page.last_published)
@@ -101,9 +122,9 @@ class EventFeed:
         """The envelope of one notification; None for an internal event; Unpublishable for poison."""
         try:
             return self._translate(notification, previous)
-        except TopicError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any failure to translate is poison: reported, never raised
+        except NOT_POISON:
+            raise  # not the event's fault: see the module docstring
+        except Exception as exc:  # noqa: BLE001 - any other failure to translate is poison: reported, never raised
             reason = f"{type(exc).__name__}: {exc}"
             log.warning("%s: notification %s (%s) cannot be published: %s", self.origin, notification.id,
                         notification.topic, reason)

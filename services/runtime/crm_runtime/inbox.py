@@ -100,7 +100,8 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def connection_usable(conn: Any) -> bool:
-    """Whether an idle psycopg2 connection can be handed out: open, and not closed by the server.
+    """Whether an idle psycopg2 (or psycopg 3) connection can be handed out: open, and not closed by
+    the server.
 
     A server that restarts or terminates a backend closes the socket (after a FATAL message), which
     the client only learns on its next query. An idle connection has nothing to read, so a readable
@@ -223,6 +224,13 @@ class Inbox:
                  "parked_at": at}
                 for o, p, e, t, r, env, at in cur.fetchall()
             ]
+
+    def acts_on(self, envelope: Envelope) -> bool:
+        """Whether this inbox uses the envelope's content (the read side uses every event's)."""
+        return True
+
+    def flush(self) -> None:
+        """Nothing kept in memory: every position is recorded with its effects."""
 
     def receive(self, envelopes: Iterable[Envelope], park: bool = False) -> Outcome:
         """Apply a batch of envelopes from any origins, in any order, possibly repeated.

@@ -554,11 +554,12 @@ class LocalPlatform:
             return
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout + 5  # it gives its processes `timeout` before SIGKILL
-        while self.supervisor_pid() and time.monotonic() < deadline:
+        # Wait for the process itself, not its pid file: it removes the file before it has quite exited.
+        while process_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if self.supervisor_pid():
+        if process_alive(pid):
             os.kill(pid, signal.SIGKILL)
-            while self.supervisor_pid():
+            while process_alive(pid):
                 time.sleep(0.05)
 
     def status(self) -> dict[str, dict[str, object]]:

@@ -12,7 +12,11 @@ position at or below the one it holds. So:
   fails, and its command (whose ids derive from the event, so it collides too) changes nothing.
 
 A reaction makes at most one save (one transaction). A reaction that saves nothing still records its
-tracking, alone. The gap rules are the read-side inbox's (crm_runtime.inbox): an envelope whose
+tracking, alone. Events with no reaction at all (most of an origin's stream) only move the position:
+it is recorded at most once per `skip_record_interval` and when the consumer goes idle, never per
+event, since forgetting it costs only a re-pull of events that change nothing. The position is kept
+in memory and read again from the database only when an envelope does not follow it (another
+replica moved it). The gap rules are the read-side inbox's (crm_runtime.inbox): an envelope whose
 `previous` is the tracked position is applied, one at or below it is a duplicate, one further ahead
 makes the inbox pull the missing range from the origin's feed first.
 
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -79,7 +84,7 @@ class Policies:
         return register
 
     def reaction_for(self, envelope: Envelope) -> Reaction | None:
-        return self._reactions.get((envelope["origin"], envelope["type"]))
+        return self._reactions.get((envelope.get("origin"), envelope.get("type")))  # type: ignore[arg-type]
 
     @property
     def origins(self) -> list[str]:
@@ -104,7 +109,13 @@ class PolicyInbox:
     fetch: Fetch | None
     pull_limit: int = 1000
     attempts: int = 5
+    #: Seconds between recordings of a position moved only by events with no reaction.
+    skip_record_interval: float = 1.0
+    #: The position of every origin as far as this process knows (applied, or skipped and maybe not recorded).
     _tracked: dict[str, int] = field(default_factory=dict)
+    #: The position known to be recorded in the database, and when this process last recorded one.
+    _recorded: dict[str, int] = field(default_factory=dict)
+    _recorded_at: dict[str, float] = field(default_factory=dict)
 
     parked_since_start: int = 0
 
@@ -113,11 +124,22 @@ class PolicyInbox:
         return {origin: self._position(origin) for origin in self.policies.origins}
 
     def close(self) -> None:
-        """Nothing of its own to close: the application belongs to the service."""
+        """Record what was skipped; the application itself belongs to the service."""
+        with contextlib.suppress(Exception):  # best effort: forgetting it costs a re-pull, nothing else
+            self.flush()
+
+    def flush(self) -> None:
+        """Record every position moved only by events with no reaction (the consumer calls it when idle)."""
+        for origin, position in list(self._tracked.items()):
+            self._record_skipped(origin, position, now=True)
 
     def parked_count(self) -> int:
         """Events parked by this process since it started (each is a ParkedReaction in the event store)."""
         return self.parked_since_start
+
+    def acts_on(self, envelope: Envelope) -> bool:
+        """Whether a policy reacts to the envelope; the others matter only for their place in the chain."""
+        return self.policies.reaction_for(envelope) is not None
 
     def receive(self, envelopes: Iterable[Envelope], park: bool = False) -> Outcome:
         """Apply a batch of envelopes from any origins, in any order, possibly repeated.
@@ -143,7 +165,7 @@ class PolicyInbox:
     def _receive_from(
         self, origin: str, group: list[Envelope], outcome: Outcome, pull_always: bool = False, park: bool = False
     ) -> None:
-        tracked = self._position(origin, refresh=True)
+        tracked = self._position(origin)
         pending = deque(sorted(group, key=lambda e: e["position"]))
         if pull_always:
             pulled = self._pull(origin, tracked)
@@ -155,9 +177,9 @@ class PolicyInbox:
                 if envelope["position"] <= tracked:
                     outcome.duplicates += 1
                 elif envelope["previous"] == tracked and self.policies.reaction_for(envelope) is None:
-                    # Nothing to do: only the position moves, recorded once for the run of such events
-                    # (below, or with the next reaction's save, whose tracking is further still).
-                    tracked = envelope["position"]
+                    # Nothing to do: only the position moves, recorded later for the run of such events
+                    # (_record_skipped, or with the next reaction's save, whose tracking is further still).
+                    tracked = self._tracked[origin] = envelope["position"]
                     outcome.applied += 1
                 elif envelope["previous"] == tracked:
                     try:
@@ -170,6 +192,9 @@ class PolicyInbox:
                         outcome.applied += applied
                         outcome.duplicates += not applied
                     tracked = self._position(origin)
+                elif (fresh := self._position(origin, refresh=True)) != tracked:
+                    tracked = fresh  # another replica moved it: judge the envelope again
+                    pending.appendleft(envelope)
                 else:
                     pulled = self._pull(origin, tracked)
                     outcome.pulled += len(pulled)
@@ -183,17 +208,24 @@ class PolicyInbox:
             with contextlib.suppress(Exception):  # best effort: the error below is what the caller acts on
                 self._record_skipped(origin, tracked)
             raise
-        self._record_skipped(origin, tracked)
+        with contextlib.suppress(Exception):  # best effort: forgetting it costs a re-pull, nothing else
+            self._record_skipped(origin, tracked)
 
-    def _record_skipped(self, origin: str, position: int) -> None:
-        """Record `position` when the last events applied needed no reaction (nothing saved them)."""
-        if position <= self._tracked.get(origin, 0):
+    def _record_skipped(self, origin: str, position: int, now: bool = False) -> None:
+        """Record `position` when events with no reaction moved it past the recorded one (nothing saved
+        it): at most once per `skip_record_interval`, or `now`."""
+        if position <= self._recorded.get(origin, 0):
+            return
+        clock = time.monotonic()
+        last = self._recorded_at.get(origin)
+        if not now and last is not None and clock - last < self.skip_record_interval:
             return
         try:
             self.app.record_tracking(Tracking(origin, position))
         except IntegrityError:
             pass  # another replica recorded this position or a later one: nothing is lost
-        self._position(origin, refresh=True)
+        self._recorded[origin] = position
+        self._recorded_at[origin] = clock
 
     def _apply(self, envelope: Envelope) -> bool:
         """React to one envelope; False when another replica got there first (a duplicate)."""
@@ -219,7 +251,7 @@ class PolicyInbox:
                 if attempt == self.attempts or not isinstance(exc, IntegrityError | StaleVersionError):
                     raise
                 continue
-            self._tracked[origin] = position
+            self._tracked[origin] = self._recorded[origin] = position
             return True
         return False  # not reached: the last attempt returns or raises
 
@@ -236,13 +268,17 @@ class PolicyInbox:
                 if self._position(origin, refresh=True) < position:
                     raise
                 return  # another replica got there first
-        self._tracked[origin] = position
+        self._tracked[origin] = self._recorded[origin] = position
         self.parked_since_start += 1
         outcome.parked.append((envelope, reason))
 
     def _position(self, origin: str, refresh: bool = False) -> int:
+        """The tracked position: this process's own, or, with `refresh`, the database's where it is
+        further (another replica's work; what this process skipped may not be recorded yet)."""
         if refresh or origin not in self._tracked:
-            self._tracked[origin] = self.app.tracked_position(origin)
+            recorded = self.app.tracked_position(origin)
+            self._recorded[origin] = max(recorded, self._recorded.get(origin, 0))
+            self._tracked[origin] = max(recorded, self._tracked.get(origin, 0))
         return self._tracked[origin]
 
     def _pull(self, origin: str, position: int) -> list[Envelope]:

@@ -35,7 +35,7 @@ import psycopg2
 from psycopg2 import sql
 
 from crm_contracts.envelope import EXCHANGE, routing_key
-from crm_runtime import config
+from crm_runtime import config, metrics
 from crm_runtime.feed import EventFeed, Unpublishable
 
 log = logging.getLogger(__name__)
@@ -122,6 +122,7 @@ class ConfirmingPublisher:
         self.channel.events["basic_ack"].add(self._on_ack)
         self.channel.events["basic_nack"].add(self._on_nack)
         self.channel.events["basic_return"].add(self._on_return)
+        log.info("outbox relay connected to the broker")
         self._next_tag = 0
         self._outstanding.clear()
         self._nacked.clear()
@@ -162,7 +163,9 @@ class ConfirmingPublisher:
                     routing_key=routing_key(envelope["origin"], envelope["type"]),
                     mandatory=True,
                 )
+            started = time.monotonic()
             self._await_confirms(tags)
+            metrics.observe_confirm(envelopes[0]["origin"], started)
         except amqp.exceptions.ChannelError as exc:
             self.drop()  # the broker closed the channel over what was sent
             raise PublishError(f"the broker refused a message for {EXCHANGE}: {exc}", refused=True) from exc
@@ -279,7 +282,7 @@ class OutboxRelay:
         amqp_uri: str,
         batch_size: int = 500,
         poll_interval: float = 1.0,
-        max_backoff: float = 5.0,
+        max_backoff: float = 2.0,
     ) -> None:
         self.feed = feed
         self.dsn = dsn
@@ -294,6 +297,8 @@ class OutboxRelay:
         self.channel_name = feed.app.recorder.channel_name if hasattr(feed.app.recorder, "channel_name") else None
         #: (position the refused batch starts after, refusals in a row)
         self._refusals = (-1, 0)
+        #: The cursor as this leader last wrote it (None: read it from the table).
+        self._leader_cursor: tuple[int, int] | None = None
 
     # -- the loop --------------------------------------------------------------------------------
 
@@ -310,10 +315,13 @@ class OutboxRelay:
                     stopping.wait(self.poll_interval)
                     continue
                 self.stats.is_leader = True
+                self._leader_cursor = None  # read it afresh: a former leader may have moved it
                 log.info("outbox relay for %s is the leader", self.origin)
                 self._listen(conn)
                 while not stopping.is_set():
                     moved = self.publish_pending(conn)
+                    if failures:
+                        log.info("outbox relay for %s publishes again after %d failures", self.origin, failures)
                     failures = 0
                     if not moved:
                         self.publisher.keep_alive()
@@ -335,7 +343,7 @@ class OutboxRelay:
 
     def publish_pending(self, conn: Any) -> int:
         """Publish one batch after the cursor; return how many log entries it moved past."""
-        scanned_to, last_published = self._cursor(conn)
+        scanned_to, last_published = self._leader_cursor or self._cursor(conn)
         page = self.feed.read(scanned_to, self.batch_size, previous=last_published)
         if page.scanned_to == scanned_to:
             return 0
@@ -354,6 +362,8 @@ class OutboxRelay:
                 ).format(sql.Identifier(self.schema)),
                 (page.scanned_to, page.last_published, self.origin),
             )
+        # Only the leader moves the cursor, and it leads until this session ends: no need to read it again.
+        self._leader_cursor = (page.scanned_to, page.last_published)
         self.stats.published += len(page.envelopes) - len(refused)
         self.stats.batches += 1
         self.stats.position = page.scanned_to

@@ -6,7 +6,14 @@ from uuid import uuid4
 
 import pytest
 
-from crm_customer.domain import Customer, EmailClaim, EmailTakenError, GradingRule, InvalidCustomerDataError
+from crm_customer.domain import (
+    ContactIds,
+    Customer,
+    EmailClaim,
+    EmailTakenError,
+    GradingRule,
+    InvalidCustomerDataError,
+)
 
 
 def a_customer(**overrides):
@@ -86,11 +93,12 @@ def test_grading_rule_is_configurable_and_checks_the_score_range():
 
 def test_an_email_claim_belongs_to_one_customer_until_released():
     first, second = uuid4(), uuid4()
-    claim = EmailClaim(email="a@example.com", holder=first)
-    assert claim.id == EmailClaim.id_for("A@example.com ")
+    ids = ContactIds(b"k" * 32)
+    claim = EmailClaim.create(ids.email("a@example.com"), holder=first)
+    assert claim.id == ids.email("A@example.com ")
     with pytest.raises(EmailTakenError) as raised:
-        claim.claim(second)
+        claim.claim(second, "a@example.com")
     assert raised.value.details["existing_customer_id"] == str(first)
     claim.release()
-    claim.claim(second)
+    claim.claim(second, "a@example.com")
     assert claim.holder == second

@@ -3,6 +3,8 @@ in-memory store; and how its errors cross the wire."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from marshmallow import ValidationError
 from nameko.testing.services import worker_factory
@@ -87,3 +89,34 @@ def test_a_customer_registers_by_phone_alone_and_a_phone_belongs_to_one_customer
     with pytest.raises(PhoneTakenError) as raised:
         service.register({"name": "Someone Else", "email": "s@example.com", "phone": "+86 (10) 5555-0101"})
     assert as_service_error(raised.value).code == "conflict"
+
+
+def test_erase_answers_where_the_erasure_stands_and_the_customer_reads_as_erased(service):
+    registered = service.register({"name": "Li Na", "email": "li.na@example.com", "phone": "+86 10 5555 0101"})
+    answer = service.erase(registered["id"], {"request_id": "DSR-7"})
+    assert answer["request_id"] == "DSR-7" and answer["erased_at"] and answer["shredded_at"]
+    assert service.erase(registered["id"], {}) == answer == service.erasure(registered["id"])
+    erased = service.get(registered["id"])
+    assert erased["erased"] is True and (erased["name"], erased["email"], erased["phone"]) == (None, None, None)
+    assert as_service_error(_raised(lambda: service.change_profile(registered["id"], {"company": "X"}, None))
+                            ).code == "conflict"
+
+
+def _raised(call):
+    try:
+        call()
+    except Exception as exc:  # noqa: BLE001 - the test looks at what crosses the wire
+        return exc
+    raise AssertionError("expected an error")
+
+
+def test_export_answers_the_record_and_every_event_decrypted_as_json(service):
+    registered = service.register({"name": "Li Na", "email": "li.na@example.com"})
+    service.set_address(registered["id"], "billing", {"address": {"recipient": "Li Na", "line1": "1 Road",
+                                                                  "city": "Beijing", "country": "CN"}})
+    exported = service.export(registered["id"])
+    assert exported["record"]["id"] == registered["id"]
+    assert [e["type"] for e in exported["events"]] == ["Registered", "AddressChanged"]
+    assert exported["events"][0]["data"]["email"] == "li.na@example.com"
+    assert exported["events"][1]["data"]["address"]["line1"] == "1 Road"
+    json.dumps(exported)  # JSON as it is

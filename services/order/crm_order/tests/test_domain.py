@@ -122,11 +122,22 @@ def test_confirming_twice_or_after_cancelling_is_refused():
     order = an_order()
     order.confirm("ERP-1")
     with pytest.raises(IllegalTransitionError):
-        order.confirm("ERP-1")
+        order.confirm("ERP-2")
+    with pytest.raises(IllegalTransitionError):
+        order.confirm()
     cancelled = an_order()
     cancelled.cancel("changed their mind")
     with pytest.raises(IllegalTransitionError):
         cancelled.confirm()
+
+
+def test_erp_resending_its_confirmation_changes_nothing():
+    order = an_order()
+    order.confirm("ERP-1")
+    version = order.version
+    order.confirm("ERP-1")
+    assert order.version == version and order.erp_reference == "ERP-1"
+    assert [type(e).__name__ for e in order.collect_events()].count("Confirmed") == 1  # none for the resend
 
 
 def test_nothing_ships_before_confirmation():

@@ -262,6 +262,19 @@ class LazyCursor:
         return getattr(self._cursor, name)
 
 
+class KeepingPool(psycopg2.pool.ThreadedConnectionPool):
+    """psycopg2's thread-safe pool, keeping every connection it opened for the next caller.
+
+    psycopg2 closes a returned connection when `minconn` are already idle, so a pool of (1, n) opens
+    and closes a connection for almost every concurrent call (a new PostgreSQL backend each time: most
+    of a read's cost). This one opens one at start, more only as concurrency asks, and keeps them.
+    """
+
+    def __init__(self, size: int, dsn: str) -> None:
+        super().__init__(1, size, dsn)
+        self.minconn = size  # read by psycopg2's putconn only: keep up to `size` idle connections
+
+
 class PostgresCursor(DependencyProvider):
     """A psycopg2 cursor per worker on `schema`, from a pool, for reads; committed when the worker succeeds.
 
@@ -270,17 +283,21 @@ class PostgresCursor(DependencyProvider):
     down fails that call, not the process); a connection the server closed (a restart) is discarded
     instead of handed out; a connection whose commit or rollback fails is discarded; and the worker's
     slot is always given back.
+
+    With `autocommit`, each statement is its own transaction: for workers that only read (one round trip
+    per query instead of BEGIN, query, COMMIT); never for a worker that writes.
     """
 
-    def __init__(self, schema: str) -> None:
+    def __init__(self, schema: str, autocommit: bool = False) -> None:
         self.schema = schema
+        self.autocommit = autocommit
         self.pool: Any = None
         self.size = 0
         self._held: dict[Any, LazyCursor] = {}
 
     def setup(self) -> None:
         self.size = int(config.setting("READ_POOL_SIZE", "10"))
-        self.pool = psycopg2.pool.ThreadedConnectionPool(1, self.size, config.postgres_dsn(self.schema))
+        self.pool = KeepingPool(self.size, config.postgres_dsn(self.schema))
         # psycopg2's pool raises when empty; workers (up to MAX_WORKERS) wait for a connection instead.
         self._available = threading.BoundedSemaphore(self.size)
 
@@ -323,6 +340,8 @@ class PostgresCursor(DependencyProvider):
         for _ in range(self.size + 1):
             conn = self.pool.getconn()
             if connection_usable(conn):
+                if self.autocommit and not conn.autocommit:  # each provider has its own pool: set once
+                    conn.autocommit = True
                 return conn
             self.pool.putconn(conn, close=True)
         raise psycopg2.OperationalError(f"no usable connection to {self.schema}")

@@ -19,7 +19,7 @@ from uuid import UUID
 
 from eventlet.event import Event
 from marshmallow import ValidationError
-from nameko.exceptions import get_module_path, registry
+from nameko.exceptions import IncorrectSignature, get_module_path, registry
 from nameko.rpc import Rpc
 from werkzeug.wrappers import Request, Response
 
@@ -35,6 +35,15 @@ CONTEXT_HEADERS = {"X-Correlation-Id": "correlation_id", "X-Causation-Id": "caus
 EXPECTED_ERROR_STATUS = 409
 #: The largest HTTP command body a service reads (the gateway's own limit is smaller).
 MAX_COMMAND_BYTES = 4 * 1024 * 1024
+
+
+#: The HTTP header saying the body of a 200 is the result itself (a RawJson), not {"result": ...}.
+BARE_RESULT_HEADER = "X-Rpc-Result"
+
+
+class RawJson(str):
+    """A result that is already JSON text (a read model that PostgreSQL serialised): sent over HTTP as
+    it is, with no decoding and encoding again on either side; an AMQP caller gets it decoded."""
 
 
 def aggregate_id(value: Any, field: str = "id") -> UUID:
@@ -67,6 +76,8 @@ class CrmRpc(Rpc):
             wire = as_service_error(exc_info[1])
             if wire is not None:
                 exc_info = (ServiceError, wire, exc_info[2])
+        elif isinstance(result, RawJson):
+            result = json.loads(result)
         return super().handle_result(message, worker_ctx, result, exc_info)
 
 
@@ -85,7 +96,7 @@ class HttpRpc(HttpEntrypoint):
         try:
             args, kwargs = self._arguments(request)
             self.check_signature(args, kwargs)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, IncorrectSignature) as exc:  # arguments that do not fit: the caller's bug
             return json_answer(400, {"error": {"code": "bad_request", "message": str(exc), "details": {}}})
         context = {key: request.headers[h] for h, key in CONTEXT_HEADERS.items() if request.headers.get(h)}
         done = Event()
@@ -94,6 +105,8 @@ class HttpRpc(HttpEntrypoint):
         )
         result, exc_info = done.wait()
         if exc_info is None:
+            if isinstance(result, RawJson):
+                return Response(result, status=200, mimetype="application/json", headers={BARE_RESULT_HEADER: "bare"})
             return json_answer(200, {"result": result})
         wire = as_service_error(exc_info[1])
         if wire is None:

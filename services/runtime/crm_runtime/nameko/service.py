@@ -8,8 +8,10 @@ from typing import Any, ClassVar
 from werkzeug.wrappers import Response
 
 from crm_contracts.integration import Translator
+from crm_runtime import metrics
 from crm_runtime.feed import EventFeed
 from crm_runtime.nameko.dependencies import Health
+from crm_runtime.nameko.metrics import Metrics
 from crm_runtime.nameko.rpc import amqp_rpc, rpc
 from crm_runtime.nameko.web import http
 
@@ -22,9 +24,11 @@ def json_response(status: int, body: Any) -> Response:
 
 
 class ServiceWithHealth:
-    """Liveness and readiness over HTTP (for Kubernetes probes and `make run`) and over RPC."""
+    """Liveness and readiness over HTTP (for Kubernetes probes and `make run`) and over RPC; Prometheus
+    metrics at `/metrics` (crm_runtime.metrics)."""
 
     health = Health()
+    prometheus = Metrics()
 
     @http("GET", "/health/live")
     def live(self, request: Any) -> Response:
@@ -34,6 +38,11 @@ class ServiceWithHealth:
     def ready(self, request: Any) -> Response:
         report = self.health()
         return json_response(200 if report["ready"] else 503, report)
+
+    @http("GET", "/metrics")
+    def prometheus_metrics(self, request: Any) -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, status=200, content_type=content_type)
 
     @amqp_rpc  # not on the HTTP port: /health/ready says the same, and the gateway's port is public
     def health_report(self) -> dict[str, Any]:

@@ -86,6 +86,46 @@ def test_an_event_without_a_reaction_moves_the_position_alone(app: Tallies) -> N
     assert app.tracked_position("shop") == 2
 
 
+def test_events_without_a_reaction_are_recorded_once_per_interval_and_when_flushed(app: Tallies) -> None:
+    inbox = PolicyInbox(app, policies, fetch=None, skip_record_interval=3600.0)
+    inbox.receive([envelope(1, 0, type_="thing_shelved")])  # the first run of skips is recorded at once
+    inbox.receive([envelope(2, 1, type_="thing_shelved"), envelope(3, 2, type_="thing_shelved")])
+    assert inbox.positions() == {"shop": 3}
+    assert app.tracked_position("shop") == 1  # within the interval: not written for every batch
+    inbox.flush()
+    assert app.tracked_position("shop") == 3
+
+
+def test_skips_this_process_never_recorded_are_pulled_again_after_a_restart(app: Tallies) -> None:
+    feed = [envelope(1, 0, type_="thing_shelved"), envelope(2, 1, type_="thing_shelved"), envelope(3, 2)]
+    fetch = lambda origin, after, limit: [e for e in feed if e["position"] > after]  # noqa: E731
+    crashed = PolicyInbox(app, policies, fetch=fetch, skip_record_interval=3600.0)
+    crashed.receive(feed[:1])
+    crashed.receive(feed[1:2])  # skipped in memory only, then the process dies without flushing
+    restarted = PolicyInbox(app, policies, fetch=fetch)
+    outcome = restarted.receive(feed[2:])
+    assert (outcome.applied, outcome.pulled) == (2, 2)
+    assert app.things() == ["t3"] and app.tracked_position("shop") == 3
+
+
+def test_a_replica_that_finds_the_position_moved_by_another_reads_it_instead_of_pulling(
+    app: Tallies, event_store_env: dict
+) -> None:
+    if "POSTGRES_SCHEMA" not in event_store_env:
+        pytest.skip("two replicas share one database")
+    replica = Tallies(env={**event_store_env, "GROUP_COMMIT": "false"})
+    try:
+        one, two = PolicyInbox(app, policies, fetch=None), PolicyInbox(replica, policies, fetch=None)
+        assert one.receive([envelope(1, 0), envelope(2, 1)]).applied == 2
+        assert two.positions() == {"shop": 2}
+        assert one.receive([envelope(3, 2)]).applied == 1
+        outcome = two.receive([envelope(4, 3)])  # `previous` 3 is ahead of what it read: it reads again
+        assert (outcome.applied, outcome.pulled, outcome.deferred) == (1, 0, 0)
+        assert app.things() == ["t1", "t2", "t3", "t4"]
+    finally:
+        replica.close()
+
+
 def test_a_gap_is_pulled_from_the_origin_feed_first(app: Tallies) -> None:
     feed = [envelope(2, 0), envelope(5, 2), envelope(9, 5)]
     inbox = PolicyInbox(app, policies, fetch=lambda origin, after, limit: [e for e in feed if e["position"] > after])
