@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import secrets
 import socket
 import time
@@ -42,6 +43,8 @@ from crm_gateway.subscribers.registry import SCHEMA
 from crm_runtime import config
 
 SIGNATURE_HEADER = "CRM-Signature"
+
+log = logging.getLogger(__name__)
 
 
 def create_tables(cur: Any) -> None:
@@ -325,7 +328,12 @@ def deliver_due(store: WebhookStore, sender: Sender, read_page: Callable[[list[s
     backoff_max = float(config.setting("WEBHOOK_BACKOFF_MAX", "300"))
     delivered = 0
     for webhook in store.due():
-        page = read_page(webhook.types, webhook.positions, batch)
+        try:
+            page = read_page(webhook.types, webhook.positions, batch)
+        except Exception as exc:  # noqa: BLE001 - an origin that does not answer delays its subscribers only
+            log.warning("webhook %s: its events cannot be read now (%s); tried again at the next round",
+                        webhook.id, exc)
+            continue
         for envelope in page["events"]:
             status, error = sender.send(webhook, envelope)
             if error is not None:

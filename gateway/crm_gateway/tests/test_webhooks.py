@@ -32,6 +32,7 @@ from crm_gateway.subscribers.webhooks import Sender, WebhookStore, deliver_due, 
 from crm_gateway.tests.conftest import SECRET, Api, body, running_gateway
 from crm_gateway.tests.test_events import Feeds
 from crm_order.service import OrderService
+from crm_runtime.nameko.client import ServiceUnavailableError
 from tests.support.databases import dsn
 from tests.support.polling import eventually
 
@@ -166,6 +167,22 @@ def test_deliveries_are_signed_in_order_filtered_and_logged(admin_api, store, re
     log = body(admin_api.get(f"/v1/webhooks/{hook_id}/deliveries"))["items"]
     assert [(d["type"], d["status"]) for d in log] == [("order_shipped", 200), ("order_paid", 200),
                                                        ("customer_registered", 200), ("order_placed", 200)]
+
+
+def test_an_origin_that_does_not_answer_delays_only_its_own_subscribers(admin_api, store, receiver):
+    for types in (["customer.#"], ["order.*"]):
+        assert admin_api.post("/v1/webhooks", {"url": receiver.url, "types": types,
+                                               "secret": HOOK_SECRET}).status_code == 201
+    feeds = Feeds()
+    publish_history(feeds)
+
+    def page(types: list[str], positions: dict[str, int], limit: int) -> Any:
+        if any(t.startswith("customer.") for t in types):
+            raise ServiceUnavailableError("customer", "no answer within 5 s")
+        return read_page(feeds.events_since, Selection(["#"], types), positions, limit)
+
+    deliver_due(store, Sender(timeout=5), page)
+    assert [e["type"] for e in receiver.received] == ["order_placed", "order_paid", "order_shipped"]
 
 
 def test_a_failing_receiver_is_retried_holds_back_what_follows_then_is_paused_and_resumed(
