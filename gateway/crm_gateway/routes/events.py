@@ -92,7 +92,7 @@ def decode_cursor(cursor: str) -> dict[str, int]:
     body = cursor[len(CURSOR_PREFIX):]
     try:
         positions = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
         raise ValueError("not a cursor of this API") from None
     if not isinstance(positions, dict) or not all(
         origin in ORIGINS and type(position) is int and 0 <= position < 2**63

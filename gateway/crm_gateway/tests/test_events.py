@@ -8,6 +8,7 @@ exactly as crm_runtime.feed serves it (envelopes after a position, oldest first,
 
 from __future__ import annotations
 
+import base64
 import uuid
 from typing import Any
 
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 
 from crm_gateway import auth
 from crm_gateway.auth import ADMIN, EVENTS, READ, WRITE, issue_token
-from crm_gateway.routes.events import decode_cursor, encode_cursor, matches
+from crm_gateway.routes.events import CURSOR_PREFIX, decode_cursor, encode_cursor, matches
 from crm_gateway.tests.conftest import SECRET, body
 
 
@@ -189,6 +190,13 @@ def test_bad_queries_are_422_naming_the_parameter(api, feeds, query):
     answer = api.get(f"/v1/events?{query}")
     assert answer.status_code == 422
     assert list(body(answer)["error"]["fields"]) == [query.split("=")[0]]
+
+
+@pytest.mark.parametrize("inner", [b"[" * 2500, b'{"order": "\\u0000"}', b'{"order": "\\ud800"}', b'{"order": 1e999}'])
+def test_a_forged_cursor_nested_deep_or_with_odd_text_is_422(api, feeds, inner):
+    forged = CURSOR_PREFIX + base64.urlsafe_b64encode(inner).decode().rstrip("=")
+    answer = api.get(f"/v1/events?after={forged}")
+    assert answer.status_code == 422 and list(body(answer)["error"]["fields"]) == ["after"]
 
 
 def test_a_cursor_of_an_unknown_origin_is_refused(api, feeds):
