@@ -32,9 +32,9 @@ migrate: install infra  ## create the database, schemas and tables (crm-migrate)
 	@$(BIN)/crm-migrate
 
 run: install infra  ## start the platform under a supervisor that restarts crashed processes (CRM_REPLICAS=customer=2,...)
-	@$(BIN)/crm-platform start
+	@CRM_EXPORTER=$${CRM_EXPORTER:-on} $(BIN)/crm-platform start
 	@echo
-	@echo "Gateway: http://127.0.0.1:$${GATEWAY_PORT:-8000}   (OpenAPI: /openapi.json)"
+	@echo "Gateway: http://127.0.0.1:$${GATEWAY_PORT:-8000}   (OpenAPI: /openapi.json)   lag metrics: http://127.0.0.1:$${EXPORTER_PORT:-9400}/metrics"
 	@echo "Token (crm:read crm:write, 12h):"
 	@$(BIN)/python -m crm_gateway.auth
 	@echo "Stop it with: make stop"

@@ -1,8 +1,8 @@
 """The cost of crypto-shredding on registration (issue 11): Customers.register on PostgreSQL with the
 personal fields sealed under a per-customer data key (as the service runs) and with encryption turned off
 (the same application, no personal fields declared), one client and 8 concurrent clients; and the
-latency of one erasure. `erasure_baselines(settings)` is the phase the lead wires into `make bench`;
-`python -m bench.erasure` runs it alone and prints JSON."""
+latency of one erasure. `erasure_baselines(settings)` is a phase of `make bench` (its costs part,
+bench.run.run_costs); `python -m bench.erasure` runs it alone and prints JSON."""
 
 from __future__ import annotations
 

@@ -40,7 +40,7 @@ def table(results: dict[str, Any]) -> str:
         "| figure | platform | baseline (same run) | ratio | target |",
         "|---|---|---|---|---|",
     ]
-    for row in report.summary(results):
+    for row in [*report.summary(results), *report.cost_rows(results)]:
         baseline = f"{row['baseline']} {_cell(row['baseline_value'], row['unit'])}" if row["baseline_value"] else ""
         ratio = f"{row['ratio']:.2f}×" if row["ratio"] is not None else ""
         target = ""

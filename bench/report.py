@@ -45,6 +45,16 @@ NOTE_LOAD = ("The load generator (this process: plain threads, keep-alive http.c
              "bounds of what the platform does on a machine of its own.")
 
 
+NOTE_COSTS = ("Costs: the analytics phase generates the seeded history of tests/support/history.py, folds it with the "
+              "view's own fold into a schema of its own and times analytics_store.refresh over the whole base; its "
+              "baseline is the time psycopg2 takes to write one row per customer at this run's 100-rows-per-"
+              "transaction rate. Reads of the 360 view (its analytics and newest timeline page, readmodel."
+              "customer_360, straight from the read model: no gateway, no RPC) are timed beside reads of the same "
+              "customers' bare view rows. The erasure phase registers customers through the customer application "
+              "with personal fields sealed under a per-customer key and with no personal fields declared, "
+              "on PostgreSQL, 1 and 8 clients (median of the baseline runs).")
+
+
 def target_status(key: str, value: float | None) -> dict[str, Any]:
     """{"target": "≥ 300", "met": True/False/None} for one figure."""
     op, limit = TARGETS[key]
@@ -152,6 +162,41 @@ def summary(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def cost_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The costs' rows (bench.analytics, bench.erasure), each figure beside the same work without the feature."""
+    costs = results.get("costs") or {}
+    base = results.get("baselines") or {}
+    rows: list[dict[str, Any]] = []
+
+    def row(figure: str, value: float | None, unit: str, baseline: str, base_value: float | None) -> None:
+        rows.append({"figure": figure, "value": value, "unit": unit, "baseline": baseline,
+                     "baseline_value": base_value, "ratio": _ratio(value, base_value)})
+
+    ana = costs.get("analytics") or {}
+    if "refresh_seconds" in ana:
+        values_100 = _rate(base, "psycopg2_execute_values_100")
+        write_all = round(ana["customers"] / values_100, 2) if values_100 else None
+        row(f"analytics refresh, {ana['customers']:,} customers ({ana['events']:,} events)", ana["refresh_seconds"],
+            "s", "psycopg2 writing one row per customer, 100 rows/txn", write_all)
+        for label, key in (("p50", "p50"), ("p99", "p99")):
+            row(f"  read of a 360 view with analytics {label}", ana["read_360_ms"][key], "ms",
+                "the bare view row by key", ana["read_view_row_ms"][key])
+        row("  read of a 360 view as of a past instant p99", ana["read_360_as_of_ms"]["p99"], "ms",
+            "the bare view row by key", ana["read_view_row_ms"]["p99"])
+    era = costs.get("erasure") or {}
+    measured = sorted(int(key.rsplit("_", 1)[1]) for key in era if key.startswith("register_sealed_"))
+    for clients in measured:
+        sealed, plain = era.get(f"register_sealed_{clients}") or {}, era.get(f"register_plain_{clients}") or {}
+        if "rate" in sealed:
+            row(f"registrations/s, personal data sealed ({clients} client{'s' if clients > 1 else ''})",
+                sealed["rate"], "/s", "the same, no encryption", plain.get("rate"))
+    if "erase_latency" in era:
+        save_1 = _rate(base, "eventsourcing_save_1")
+        row("  erasure of a customer p50 (ledger, event, key shredded)", era["erase_latency"]["p50_ms"], "ms",
+            "one eventsourcing save", round(1000 / save_1, 2) if save_1 else None)
+    return rows
+
+
 def cpu_per_command(results: dict[str, Any], phase: str = "registrations") -> dict[str, float]:
     """Milliseconds of CPU (of one core) each process spent per accepted command of `phase`: a figure
     that holds better than throughput when the machine is shared, since it does not count waiting."""
@@ -163,23 +208,28 @@ def cpu_per_command(results: dict[str, Any], phase: str = "registrations") -> di
     return {name: round(1000 * cores / rate, 2) for name, cores in used.items() if name not in skip and cores}
 
 
+def _table(title: str, rows: list[dict[str, Any]]) -> list[str]:
+    """Rows as text: figure, value, its baseline, the ratio, the target and whether it is met."""
+    lines = [title, f"{'figure':<62} {'value':>12} {'baseline':>12} {'ratio':>7}  {'target':>9} {'met':>7}  "
+                    "baseline is"]
+    for r in rows:
+        met = {True: "met", False: "NOT met", None: ""}[r.get("met")] if "target" in r else ""
+        if "target" in r and r.get("value") is None:
+            met = "n/a"
+        base_value = r["baseline_value"]
+        base_text = _fmt(base_value, r["unit"]) if base_value is not None else ""
+        ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else ""
+        lines.append(f"{r['figure']:<62} {_fmt(r['value'], r['unit']):>12} {base_text:>12} {ratio:>7}  "
+                     f"{r.get('target', ''):>9} {met:>7}  {r['baseline']}")
+    return lines
+
+
 def render(results: dict[str, Any]) -> str:
-    """The whole report as text: platform table, baselines table, notes."""
+    """The whole report as text: platform table, costs table, baselines table, notes."""
     lines: list[str] = []
     rows = summary(results) if results.get("platform") else []
     if rows:
-        lines.append("Platform (one run, same machine and moment as the baselines)")
-        lines.append(f"{'figure':<62} {'platform':>12} {'baseline':>12} {'ratio':>7}  {'target':>9} {'met':>7}  "
-                     "baseline is")
-        for r in rows:
-            met = {True: "met", False: "NOT met", None: ""}[r.get("met")] if "target" in r else ""
-            if "target" in r and r.get("value") is None:
-                met = "n/a"
-            base_value = r["baseline_value"]
-            base_text = _fmt(base_value, r["unit"]) if base_value is not None else ""
-            ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else ""
-            lines.append(f"{r['figure']:<62} {_fmt(r['value'], r['unit']):>12} {base_text:>12} {ratio:>7}  "
-                         f"{r.get('target', ''):>9} {met:>7}  {r['baseline']}")
+        lines += _table("Platform (one run, same machine and moment as the baselines)", rows)
         failed = {name: entry["error"] for name, entry in (results.get("platform") or {}).items()
                   if isinstance(entry, dict) and "error" in entry}
         for name, error in failed.items():
@@ -194,6 +244,13 @@ def render(results: dict[str, Any]) -> str:
             for name, used in phases.items():
                 lines.append(f"  {name:<14} " + ", ".join(f"{who} {cores:.2f}" for who, cores in used.items()))
             lines.append("")
+    costs = results.get("costs") or {}
+    if costs:
+        lines += _table("Costs (each figure beside the same work without the feature, same run)", cost_rows(results))
+        for name, entry in costs.items():
+            if "error" in entry:
+                lines.append(f"!! cost phase {name} FAILED: {entry['error']}")
+        lines.append("")
     base = results.get("baselines") or {}
     if base:
         lines.append(f"Baselines (median of {results.get('settings', {}).get('runs', 3)} short runs)")
@@ -215,7 +272,8 @@ def write(results: dict[str, Any], out_dir: Path) -> Path:
     """Write the results as <UTC timestamp>.json and latest.json in `out_dir`; the timestamped path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    results = {**results, "summary": summary(results) if results.get("platform") else []}
+    results = {**results, "summary": summary(results) if results.get("platform") else [],
+               "costs_summary": cost_rows(results)}
     text = json.dumps(results, indent=2, default=str)
     path = out_dir / f"{stamp}.json"
     path.write_text(text)

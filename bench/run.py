@@ -1,4 +1,9 @@
-"""`python -m bench [--quick] [--only baselines|platform]`: measure, print the table, write the JSON."""
+"""`python -m bench [--quick] [--only baselines|costs|platform]`: measure, print the tables, write the JSON.
+
+Three parts, in this order: the raw baselines of the machine; the costs of two features measured against
+the same application without them (bench.analytics: refreshing the analytics of a generated base and
+reading a 360 view with them; bench.erasure: registrations with personal data sealed, as issue 11 runs
+them, against the same without encryption); then the whole platform, phase by phase."""
 
 from __future__ import annotations
 
@@ -18,8 +23,10 @@ import psutil
 import psycopg2
 
 from bench import journey, reads, report, workload
+from bench.analytics import analytics_phase
 from bench.baselines import run_baselines
 from bench.common import Settings, log
+from bench.erasure import erasure_baselines
 from bench.platform_run import BenchPlatform, MemorySampler, infrastructure_rss
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -29,7 +36,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke test, not a measurement")
-    parser.add_argument("--only", choices=["baselines", "platform"], help="measure only one half")
+    parser.add_argument("--only", choices=["baselines", "costs", "platform"], help="measure only one part")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON (default bench/results)")
     parser.add_argument("--dbname", default=os.environ.get("BENCH_DBNAME", "crm_bench"),
                         help="the bench's own database, dropped and recreated (default crm_bench)")
@@ -44,13 +51,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--journey-clients", type=int, help="concurrent journey clients (8; quick 4)")
     parser.add_argument("--read-customers", type=int, help="customers in the view for reads (100000; quick 3000)")
     parser.add_argument("--read-seconds", type=float, help="seconds of each read load (15; quick 3)")
+    parser.add_argument("--analytics-customers", type=int,
+                        help="customers of the generated base whose analytics are refreshed (10000; quick 300)")
     args = parser.parse_args(argv)
     defaults = ({"clients": 8, "registrations": 200, "lag_rate": 50.0, "lag_seconds": 4.0, "rebuild_events": 2000,
-                 "journeys": 10, "journey_clients": 4, "read_customers": 3000, "read_seconds": 3.0}
+                 "journeys": 10, "journey_clients": 4, "read_customers": 3000, "read_seconds": 3.0,
+                 "analytics_customers": 300}
                 if args.quick else
                 {"clients": 16, "registrations": 3000, "lag_rate": 200.0, "lag_seconds": 20.0,
                  "rebuild_events": 100_000, "journeys": 100, "journey_clients": 8, "read_customers": 100_000,
-                 "read_seconds": 15.0})
+                 "read_seconds": 15.0, "analytics_customers": 10_000})
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -154,6 +164,21 @@ def _find(tree: Any, key: str) -> int | None:
             if found is not None:
                 return found
     return None
+
+
+def run_costs(settings: Settings, args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """The cost of the analytics and of sealing personal data, each beside the same work without it (a
+    failed phase is recorded, the other still runs). Neither needs the platform running."""
+    out: dict[str, Any] = {}
+    results["costs"] = out
+    for name, action in (("analytics", lambda: analytics_phase(settings, args.analytics_customers)),
+                         ("erasure", lambda: erasure_baselines(settings))):
+        log(f"costs: {name}")
+        try:
+            out[name] = action()
+        except Exception as exc:  # noqa: BLE001 - one failed phase is reported, the other still runs
+            log(f"cost phase {name} failed: {type(exc).__name__}: {exc}")
+            out[name] = {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def run_platform(settings: Settings, args: argparse.Namespace, results: dict[str, Any]) -> None:
@@ -261,14 +286,17 @@ def main(argv: list[str] | None = None) -> int:
                      "clients": args.clients, "registrations": args.registrations, "lag_rate": args.lag_rate,
                      "lag_seconds": args.lag_seconds, "rebuild_events": args.rebuild_events,
                      "journeys": args.journeys, "journey_clients": args.journey_clients,
-                     "read_customers": args.read_customers, "read_seconds": args.read_seconds},
+                     "read_customers": args.read_customers, "read_seconds": args.read_seconds,
+                     "analytics_customers": args.analytics_customers},
         "notes": [report.NOTE_LOAD],
     }
     status = 0
     try:
-        if args.only != "platform":
+        if args.only in (None, "baselines"):
             results["baselines"] = run_baselines(settings)
-        if args.only != "baselines":
+        if args.only in (None, "costs"):
+            run_costs(settings, args, results)
+        if args.only in (None, "platform"):
             run_platform(settings, args, results)
     except KeyboardInterrupt:
         results["interrupted"] = True
@@ -324,6 +352,8 @@ def _add_notes(results: dict[str, Any]) -> None:
         if pipe.get("relay_finished_after_seed_s") is not None and pipe["relay_finished_after_seed_s"] <= 1.5:
             notes.append("The relay kept up with seeding (done within 1.5 s of the last seed batch): its publish rate "
                          "is bounded by the seed rate, not its own.")
+    if results.get("costs"):
+        notes.append(report.NOTE_COSTS)
     base = results.get("baselines") or {}
     locked = (base.get("eventsourcing_save_1") or {}).get("rate")
     unlocked = (base.get("eventsourcing_save_1_db_functions") or {}).get("rate")
@@ -340,5 +370,6 @@ def _add_notes(results: dict[str, Any]) -> None:
 
 def _any_error(results: dict[str, Any]) -> bool:
     """Whether any baseline or platform phase failed."""
-    parts = list((results.get("baselines") or {}).values()) + list((results.get("platform") or {}).values())
+    parts = [*(results.get("baselines") or {}).values(), *(results.get("costs") or {}).values(),
+             *(results.get("platform") or {}).values()]
     return "error" in results or any(isinstance(p, dict) and "error" in p for p in parts)

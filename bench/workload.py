@@ -22,6 +22,7 @@ from typing import Any
 import psycopg2
 
 from bench.common import Settings, log, percentile
+from bench.names import customer_name
 
 #: Set when the bench is interrupted: every client thread stops at its next request.
 STOP = threading.Event()
@@ -61,9 +62,12 @@ class Client:
 
 
 def registration(run: str, number: int) -> dict[str, str]:
-    """The body of one registration, with a unique email."""
-    return {"name": f"Bench Customer {number}", "email": f"bench-{run}-{number}@example.com",
-            "company": "Bench Ltd", "source_channel": "web"}
+    """The body of one registration: a name as a real customer base has them (bench.names: they repeat
+    now and then), a unique email. Names all alike ("Bench Customer 1", "… 2") would make every
+    registration's duplicate check find every customer before it."""
+    name, _ = customer_name(number)
+    return {"name": name, "email": f"bench-{run}-{number}@example.com", "company": "Bench Ltd",
+            "source_channel": "web"}
 
 
 @dataclass

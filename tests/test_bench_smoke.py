@@ -103,3 +103,72 @@ def test_the_readme_benchmark_table_is_the_one_of_the_published_run() -> None:
     done = subprocess.run([sys.executable, "-m", "bench.publish", "--check"], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.integration
+def test_quick_costs_measure_the_analytics_and_the_encryption(tmp_path: Path) -> None:
+    """`python -m bench --quick --only costs`: the analytics refresh and reads of a generated base, and
+    registrations sealed and plain, each printed beside its same-run baseline and written to the JSON."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", "costs", "--out", str(tmp_path),
+         "--dbname", "crm_bench_smoke", "--vhost", "crm_bench_smoke"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Costs (each figure beside the same work without the feature" in done.stdout
+    latest = json.loads((tmp_path / "latest.json").read_text())
+    assert "baselines" not in latest and "platform" not in latest
+
+    analytics = latest["costs"]["analytics"]
+    assert analytics["customers"] == latest["settings"]["analytics_customers"] == 300
+    assert analytics["events"] > analytics["customers"] and analytics["refresh_seconds"] > 0
+    for read in ("read_360_ms", "read_360_as_of_ms", "read_view_row_ms"):
+        assert 0 < analytics[read]["p50"] <= analytics[read]["p99"], read
+    erasure = latest["costs"]["erasure"]
+    for mode in ("sealed", "plain"):
+        for clients in (1, 8):
+            entry = erasure[f"register_{mode}_{clients}"]
+            assert entry["rate"] > 0 and len(entry["runs"]) == latest["settings"]["runs"], (mode, clients)
+    assert erasure["register_sealed_8"]["ratio_to_plain"] > 0
+    assert erasure["erase_latency"]["p50_ms"] > 0
+
+    rows = {row["figure"].strip(): row for row in latest["costs_summary"]}
+    sealed = rows["registrations/s, personal data sealed (8 clients)"]
+    assert (sealed["value"], sealed["baseline_value"]) == (erasure["register_sealed_8"]["rate"],
+                                                           erasure["register_plain_8"]["rate"])
+    assert sealed["ratio"] == round(sealed["value"] / sealed["baseline_value"], 2)
+    p99 = rows["read of a 360 view with analytics p99"]
+    assert (p99["value"], p99["baseline_value"]) == (analytics["read_360_ms"]["p99"],
+                                                     analytics["read_view_row_ms"]["p99"])
+
+
+def test_report_shows_the_costs_beside_their_baselines() -> None:
+    """The analytics refresh is judged against writing one row per customer at the run's own psycopg2 rate;
+    sealed registrations against plain ones; erasure against one eventsourcing save."""
+    from bench import report
+
+    results = {
+        "settings": {"quick": False, "runs": 3}, "notes": [],
+        "baselines": {"psycopg2_execute_values_100": {"what": "insert", "rate": 20000.0, "unit": "/s", "runs": []},
+                      "eventsourcing_save_1": {"what": "save", "rate": 400.0, "unit": "/s", "runs": []}},
+        "costs": {
+            "analytics": {"customers": 10000, "events": 320000, "refresh_seconds": 4.0, "reads": 300,
+                          "read_360_ms": {"p50": 0.6, "p99": 1.2}, "read_360_as_of_ms": {"p50": 1.0, "p99": 2.5},
+                          "read_view_row_ms": {"p50": 0.2, "p99": 0.4}},
+            "erasure": {"register_sealed_1": {"rate": 300.0}, "register_plain_1": {"rate": 400.0},
+                        "register_sealed_8": {"rate": 900.0}, "register_plain_8": {"rate": 1000.0},
+                        "erase_latency": {"p50_ms": 5.0}},
+        },
+    }
+    rows = {row["figure"].strip(): row for row in report.cost_rows(results)}
+    refresh = rows["analytics refresh, 10,000 customers (320,000 events)"]
+    assert (refresh["value"], refresh["baseline_value"], refresh["ratio"]) == (4.0, 0.5, 8.0)
+    assert rows["read of a 360 view with analytics p99"]["ratio"] == 3.0
+    assert rows["read of a 360 view as of a past instant p99"]["baseline_value"] == 0.4
+    assert rows["registrations/s, personal data sealed (1 client)"]["ratio"] == 0.75
+    assert rows["registrations/s, personal data sealed (8 clients)"]["ratio"] == 0.9
+    assert rows["erasure of a customer p50 (ledger, event, key shredded)"]["baseline_value"] == 2.5
+    text = report.render(results)
+    assert "Costs (each figure beside" in text and "registrations/s, personal data sealed (8 clients)" in text
+    failed = report.render({**results, "costs": {"analytics": {"error": "boom"}}})
+    assert "!! cost phase analytics FAILED: boom" in failed

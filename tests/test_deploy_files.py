@@ -12,6 +12,8 @@ import hashlib
 import json
 import re
 import shlex
+import shutil
+import subprocess
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -1004,6 +1006,60 @@ def test_operator_resources_are_valid_for_their_crds() -> None:
         typo["spec"]["replicaz"] = 3
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(typo, schema)
+
+
+#: CloudNativePG's own validators of its resources (an npm package generated from its CRDs), pinned.
+CNPG_MODELS = K8S / "crds" / "cloudnative-pg"
+
+
+def test_the_postgres_cluster_is_valid_for_cloudnative_pg_s_own_crd(tmp_path: Path) -> None:
+    """The Cluster against the validators generated from CloudNativePG's CRDs, run by Node.js (the npm
+    package is installed from its committed lock file into a temporary directory)."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("Node.js and npm are needed to run CloudNativePG's own validators")
+    for name in ("package.json", "package-lock.json", "validate.mjs"):
+        shutil.copy(CNPG_MODELS / name, tmp_path / name)
+    installed = subprocess.run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
+                               cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert installed.returncode == 0, installed.stderr
+    clusters = [d for _, d in every_k8s_document()
+                if (d["apiVersion"], d["kind"]) == ("postgresql.cnpg.io/v1", "Cluster")]
+    assert clusters, "no CloudNativePG Cluster in deploy/k8s"
+    broken = json.loads(json.dumps(clusters[0]))
+    broken["metadata"]["name"] = "broken"
+    broken["spec"]["instances"] = "three"  # the check can fail: the CRD says integer
+    checked = subprocess.run([node, "validate.mjs"], cwd=tmp_path, input=json.dumps([*clusters, broken]),
+                             capture_output=True, text=True, timeout=60)
+    results = {r["name"]: r for r in map(json.loads, checked.stdout.splitlines())}
+    for cluster in clusters:
+        assert results[cluster["metadata"]["name"]]["valid"], results[cluster["metadata"]["name"]]
+    assert not results["broken"]["valid"] and "instances" in results["broken"]["error"]
+
+
+#: The compose specification's own JSON Schema (deploy/compose-spec/README.md says where it came from).
+COMPOSE_SCHEMA = ROOT / "deploy" / "compose-spec" / "compose-spec.json"
+
+
+def test_compose_is_valid_for_the_compose_specification_schema() -> None:
+    import jsonschema
+
+    schema = json.loads(COMPOSE_SCHEMA.read_text())
+    assert schema["title"] == "Compose Specification"
+    jsonschema.Draft201909Validator.check_schema(schema)  # the draft it declares
+    validator = jsonschema.Draft201909Validator(schema, format_checker=jsonschema.Draft201909Validator.FORMAT_CHECKER)
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(compose())]
+    assert not errors, "docker-compose.yml is not valid for the compose specification:\n" + "\n".join(errors)
+    for path, value in ((("services", "gateway", "healthcheck", "intervall"), "5s"),  # a misspelt key
+                        (("services", "gateway", "depends_on"), "migrate"),  # a string, not a list or map
+                        (("volumes", "postgres-data"), {"driver": 3})):
+        broken = json.loads(json.dumps(compose()))
+        *parents, key = path
+        node = broken
+        for parent in parents:
+            node = node[parent]
+        node[key] = value
+        assert not validator.is_valid(broken), f"the schema accepts {'/'.join(path)} = {value!r}"
 
 
 def test_compose_follows_the_compose_specification() -> None:

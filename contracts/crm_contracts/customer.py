@@ -313,3 +313,93 @@ class ErasureSchema(Schema):
     requested_at = fields.AwareDateTime()
     erased_at = fields.AwareDateTime(allow_none=True, metadata={"description": "customer_erased recorded"})
     shredded_at = fields.AwareDateTime(allow_none=True, metadata={"description": "the data key destroyed"})
+
+
+# --- merge and unmerge (issue 11): duplicates folded into one survivor, reversibly ---------------------
+
+_SURVIVOR = "9d8e7f6a-5b4c-4d3e-8f2a-1b0c9d8e7f6a"
+#: A merge id: the client's (letters, digits and . _ : -) or one the customer service derives.
+MERGE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$"
+MERGE_ID = validate.Regexp(MERGE_ID_PATTERN,
+                           error="use 1-100 letters, digits, '.', '_', ':' or '-', starting with a letter or digit")
+#: How many customers one merge may absorb.
+MAX_ABSORBED = 50
+
+
+@catalog.event(
+    "customer_merged", 1, origin=ORIGIN,
+    sample={"customer_id": _ID, "survivor_id": _SURVIVOR, "merge_id": "merge-2026-0007",
+            "merged_at": "2026-11-20T09:30:00+00:00"},
+)
+class CustomerMergedV1(EventPayload):
+    """The customer was absorbed into another (a duplicate folded into its survivor): every subscriber
+    re-points what it holds for `customer_id` to `survivor_id`, remembering `merge_id`, so that the merge
+    can be undone. A merge of N customers publishes N of these with one `merge_id`. `survivor_id` is the
+    final survivor (never itself absorbed at the time of the merge)."""
+
+    customer_id = fields.UUID(required=True, metadata={"description": "the absorbed customer"})
+    survivor_id = fields.UUID(required=True, metadata={"description": "the customer it was merged into"})
+    merge_id = fields.String(required=True, metadata={"description": "the merge operation (one per merge)"})
+    merged_at = fields.AwareDateTime(required=True)
+
+
+@catalog.event(
+    "customer_unmerged", 1, origin=ORIGIN,
+    sample={"customer_id": _ID, "survivor_id": _SURVIVOR, "merge_id": "merge-2026-0007",
+            "unmerged_at": "2026-11-21T10:00:00+00:00"},
+)
+class CustomerUnmergedV1(EventPayload):
+    """The merge `merge_id` was undone for `customer_id`: every subscriber gives back to `customer_id`
+    what it re-pointed to `survivor_id` under `merge_id`; what was recorded on the survivor after the
+    merge stays with the survivor. Never published while the survivor is itself merged into another."""
+
+    customer_id = fields.UUID(required=True, metadata={"description": "the customer given back its own record"})
+    survivor_id = fields.UUID(required=True, metadata={"description": "the survivor of the merge undone"})
+    merge_id = fields.String(required=True)
+    unmerged_at = fields.AwareDateTime(required=True)
+
+
+class MergeCustomersRequest(Request):
+    """Merge customers into the survivor named in the path. Example:
+    {"absorb": ["3f2b8c1e-5d4a-4f6b-9c7d-2e1a0b9c8d7e"], "merge_id": "merge-2026-0007"}"""
+
+    absorb = fields.List(
+        fields.UUID(), required=True, validate=validate.Length(min=1, max=MAX_ABSORBED),
+        metadata={"description": "the customers folded into the survivor (duplicates of it)"},
+    )
+    merge_id = Text(load_default=None, allow_none=True, validate=MERGE_ID,
+                    metadata={"description": "the client's id of this merge (default: derived from the call)"})
+
+    @validates_schema
+    def distinct(self, data: dict, **kwargs: object) -> None:
+        absorb = data.get("absorb") or []
+        if len(set(absorb)) != len(absorb):
+            raise ValidationError("names a customer twice", "absorb")
+
+
+class UnmergeRequest(Request):
+    """Undo a merge, for every customer it absorbed or only for some. Example:
+    {"customer_ids": ["3f2b8c1e-5d4a-4f6b-9c7d-2e1a0b9c8d7e"]}"""
+
+    customer_ids = fields.List(
+        fields.UUID(), load_default=None, allow_none=True, validate=validate.Length(min=1, max=MAX_ABSORBED),
+        metadata={"description": "the absorbed customers to give back (default: all of the merge)"},
+    )
+
+
+class MergedCustomerSchema(Schema):
+    """One customer a merge absorbed, and whether it was given back."""
+
+    customer_id = fields.UUID()
+    unmerged_at = fields.AwareDateTime(allow_none=True, metadata={"description": "null while still merged"})
+
+
+class MergeSchema(Schema):
+    """A merge as the customer service records it."""
+
+    merge_id = fields.String()
+    version = fields.Integer(metadata={"description": "the merge record's version; the gateway's ETag"})
+    survivor_id = fields.UUID()
+    absorbed = fields.List(fields.Nested(MergedCustomerSchema))
+    merged_at = fields.AwareDateTime()
+    undone = fields.Boolean(metadata={"description": "every absorbed customer was given back"})

@@ -55,6 +55,8 @@ class TimelineEntrySchema(Schema):
     type = fields.String()
     occurred_at = fields.AwareDateTime()
     summary = fields.String()
+    customer_id = fields.UUID(allow_none=True, metadata={
+        "description": "the customer the entry is about: a customer merged into this one keeps its own id"})
 
 
 def _amounts(description: str) -> fields.Dict:
@@ -258,6 +260,8 @@ class Customer360Schema(Schema):
         "description": "the instant stages are computed as of: the newest event or the view's clock, the later"})
     stage_reasons = fields.List(fields.String(), metadata={"description": "why a rule stage applies"})
     registered_at = fields.AwareDateTime(allow_none=True)
+    merged_from = fields.List(fields.UUID(), metadata={
+        "description": "only for a survivor of a merge: the customers merged into it, shown here with it"})
     erased_at = fields.AwareDateTime(metadata={
         "description": "only once the customer is erased (customer_erased): the profile, addresses and every "
                        "personal value are then null; anonymous facts stay"})

@@ -39,4 +39,11 @@ class EnvelopeSchema(Schema):
     customer_id = fields.UUID(required=True, allow_none=True)
     correlation_id = fields.String(required=True, allow_none=True)
     causation_id = fields.String(required=True, allow_none=True)
+    #: W3C trace context of the command that saved the event (OpenTelemetry, off by default): absent on
+    #: events saved while tracing was off. Stored with the event, so every publication carries the same.
+    traceparent = fields.String(
+        required=False,
+        allow_none=True,
+        metadata={"description": "W3C `traceparent` of the span that saved the event; absent when not traced"},
+    )
     payload = fields.Dict(required=True, keys=fields.String())

@@ -50,6 +50,20 @@ class RuleViolationError(CrmError):
     code = "rule_violation"
 
 
+class MovedError(CrmError):
+    """The customer asked for was merged into another: `details` name `customer_id` (the one asked for)
+    and `survivor_id` (the final survivor, where the caller should go instead)."""
+
+    code = "moved"
+
+    def __init__(self, customer_id: Any, survivor_id: Any) -> None:
+        super().__init__(
+            f"customer {customer_id} was merged into customer {survivor_id}",
+            customer_id=str(customer_id),
+            survivor_id=str(survivor_id),
+        )
+
+
 class ServiceError(Exception):
     """The wire form of a CrmError: what crosses RPC, rebuilt on the caller's side."""
 

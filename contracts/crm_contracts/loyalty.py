@@ -150,6 +150,46 @@ class PointsTakenBackV1(EventPayload):
     balance = fields.Integer(required=True, validate=POINTS, metadata={"description": "points held afterwards"})
 
 
+class MovedLotV1(EventPayload):
+    """One points lot moved between accounts, with what is left of it."""
+
+    order_id = fields.UUID(required=True)
+    earned_at = fields.AwareDateTime(required=True)
+    expires_at = fields.AwareDateTime(required=True)
+    remaining = fields.Integer(required=True, validate=POINTS)
+
+
+@catalog.event(
+    "loyalty_points_moved", 1, origin=ORIGIN,
+    sample={"account_id": _ACCOUNT, "customer_id": _CUSTOMER,
+            "counterpart_id": "9d8e7f6a-5b4c-4d3e-8f2a-1b0c9d8e7f6a", "merge_id": "merge-2026-0007",
+            "reason": "merge", "direction": "out", "points": 1200,
+            "lots": [{"order_id": _ORDER, "earned_at": "2026-11-25T16:45:00+00:00",
+                      "expires_at": "2027-11-25T16:45:00+00:00", "remaining": 1200}],
+            "points_owed": 0, "moved_at": "2026-12-01T09:00:00+00:00", "balance": 0},
+)
+class LoyaltyPointsMovedV1(EventPayload):
+    """Points moved between two customers' accounts because the customer service merged or unmerged
+    them (customer_merged / customer_unmerged, `merge_id`). Published on both accounts: on a merge,
+    "out" on the absorbed customer's account (closed as merged from then on) and "in" on the survivor's;
+    on an unmerge, "out" on the survivor's and "in" on the customer given back its own. `counterpart_id`
+    is the other customer; `lots` the lots moved, with what is left of each (`points` in all); `balance`
+    and `points_owed` are this account's afterwards (spend history and order earnings move with the
+    lots; the tier follows in a tier_changed)."""
+
+    account_id = fields.UUID(required=True)
+    customer_id = fields.UUID(required=True)
+    counterpart_id = fields.UUID(required=True)
+    merge_id = fields.String(required=True)
+    reason = fields.String(required=True, validate=validate.OneOf(("merge", "unmerge")))
+    direction = fields.String(required=True, validate=validate.OneOf(("in", "out")))
+    points = fields.Integer(required=True, validate=POINTS)
+    lots = fields.List(fields.Nested(MovedLotV1), required=True)
+    points_owed = fields.Integer(required=True, validate=POINTS)
+    moved_at = fields.AwareDateTime(required=True)
+    balance = fields.Integer(required=True, validate=POINTS, metadata={"description": "points held afterwards"})
+
+
 @catalog.event(
     "tier_changed", 1, origin=ORIGIN,
     sample={"account_id": _ACCOUNT, "customer_id": _CUSTOMER, "from_tier": "bronze", "to_tier": "silver",

@@ -23,6 +23,7 @@ ORIGIN = "marketing"
 _CAMPAIGN = "8c1d2e3f-4a5b-4c6d-9e7f-0a1b2c3d4e5f"
 _LEAD = "7a6b5c4d-3e2f-4a1b-8c9d-0e1f2a3b4c5d"
 _CUSTOMER = "3f2b8c1e-5d4a-4f6b-9c7d-2e1a0b9c8d7e"
+_SAVED_SEGMENT = "6d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 
 TEXT = validate.Length(min=1, max=500)
 NAME = validate.Length(min=1, max=200)
@@ -85,7 +86,9 @@ class CampaignPlannedV1(EventPayload):
     campaign_id = fields.UUID(required=True)
     name = fields.String(required=True)
     objective = fields.String(required=True)
-    segment = fields.Nested(SegmentV1, required=True, metadata={"description": "the target segment's criteria"})
+    segment = fields.Nested(SegmentV1, required=True, metadata={
+        "description": "the target segment's criteria; empty for a campaign to a saved segment of customers, "
+                       "whose members reached at launch are published as campaign_member_reached"})
     channels = fields.List(fields.String(), required=True)
     starts_on = fields.Date(required=True)
     ends_on = fields.Date(required=True)
@@ -128,6 +131,23 @@ class CampaignClosedV1(EventPayload):
 
     campaign_id = fields.UUID(required=True)
     results = fields.Nested(CampaignResultsV1, required=True)
+
+
+@catalog.event(
+    "campaign_member_reached", 1, origin=ORIGIN,
+    sample={"campaign_id": _CAMPAIGN, "customer_id": _CUSTOMER, "segment_id": _SAVED_SEGMENT,
+            "channels": ["email", "online"], "reached_at": "2027-03-01T08:00:00+00:00"},
+)
+class CampaignMemberReachedV1(EventPayload):
+    """A campaign launched to a saved segment (customer360) reached one of its members, on the channels
+    the member's consent allows (never one without it). One event per member, carrying the customer id."""
+
+    campaign_id = fields.UUID(required=True)
+    customer_id = fields.UUID(required=True)
+    segment_id = fields.UUID(required=True, metadata={"description": "the saved segment the campaign targets"})
+    channels = fields.List(fields.String(validate=validate.OneOf(CAMPAIGN_CHANNELS)), required=True,
+                           metadata={"description": "the campaign's channels the member may be contacted on"})
+    reached_at = fields.AwareDateTime(required=True)
 
 
 @catalog.event(
@@ -238,13 +258,19 @@ SegmentRequest = Request.from_dict(_segment_fields(request=True), name="SegmentR
 
 
 class PlanCampaignRequest(Request):
-    """Plan a campaign. Example: {"name": "Spring retail push", "objective": "50 qualified leads",
-    "segment": {"industries": ["retail"]}, "channels": ["email"], "starts_on": "2027-03-01",
-    "ends_on": "2027-04-30", "budget": "24000.00", "currency": "CNY"}"""
+    """Plan a campaign for marketing's own criteria (`segment`: prospects by industry, region, size...) or
+    for a saved segment of customers (`segment_id`, from POST /v1/segments: it replaces the criteria; its
+    members are reached at launch, honouring their consent). Exactly one of the two. Example:
+    {"name": "Spring retail push", "objective": "50 qualified leads", "segment": {"industries": ["retail"]},
+    "channels": ["email"], "starts_on": "2027-03-01", "ends_on": "2027-04-30", "budget": "24000.00",
+    "currency": "CNY"}"""
 
     name = Text(required=True, validate=NAME)
     objective = Text(required=True, validate=TEXT)
-    segment = fields.Nested(SegmentRequest, required=True)
+    segment = fields.Nested(SegmentRequest, load_default=None, metadata={
+        "description": "marketing's criteria of the audience; not with segment_id"})
+    segment_id = fields.UUID(allow_none=True, load_default=None, metadata={
+        "description": "a saved segment (customer360) to target instead of criteria; reached at launch"})
     channels = fields.List(
         Text(validate=validate.OneOf(CAMPAIGN_CHANNELS)), required=True, validate=validate.Length(min=1)
     )
@@ -260,8 +286,15 @@ class PlanCampaignRequest(Request):
 
     @validates_schema
     def segment_not_empty(self, data: dict[str, Any], **kwargs: object) -> None:
-        if "segment" in data and not data["segment"]:
+        if data.get("segment") is not None and not data["segment"]:
             raise ValidationError("must name at least one criterion", "segment")
+
+    @validates_schema
+    def one_audience(self, data: dict[str, Any], **kwargs: object) -> None:
+        if data.get("segment") is not None and data.get("segment_id") is not None:
+            raise ValidationError("give either criteria or a saved segment (segment_id), not both", "segment")
+        if data.get("segment") is None and data.get("segment_id") is None:
+            raise ValidationError("give criteria (segment) or a saved segment (segment_id)", "segment")
 
 
 class RecordResponseRequest(Request):
@@ -372,6 +405,9 @@ class CampaignSchema(Schema):
     currency = fields.String()
     status = fields.String(validate=validate.OneOf(CAMPAIGN_STATUSES))
     results = fields.Nested(CampaignResultsSchema)
+    segment_id = fields.UUID(allow_none=True, metadata={"description": "the saved segment it targets, if any"})
+    reached = fields.Dict(keys=fields.String(), values=fields.Integer(), metadata={
+        "description": "members of its saved segment reached at launch, per channel (consent allowing)"})
 
 
 class LeadSchema(Schema):

@@ -12,7 +12,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from crm_contracts.catalog import catalog
 from crm_contracts.fields import PHONE, EventPayload, Request, Text, integer, money
-from crm_contracts.sales import percent
+from crm_contracts.sales import CUSTOMER_CHANGES, percent
 from crm_contracts.vocabulary.money import CURRENCIES, MAX_DISCOUNT_PERCENT
 from crm_contracts.vocabulary.order import (
     ORDER_STATUSES,
@@ -270,6 +270,25 @@ class OrderShippingAddressSetV1(EventPayload):
     customer_id = fields.UUID(required=True)
     shipping_address = fields.Nested(AddressV1, required=True)
     set_at = fields.AwareDateTime(required=True)
+
+
+@catalog.event(
+    "order_customer_changed", 1, origin=ORIGIN,
+    sample={"order_id": _ORDER, "customer_id": "9d8e7f6a-5b4c-4d3e-8f2a-1b0c9d8e7f6a",
+            "previous_customer_id": _CUSTOMER, "change": "merged", "merge_id": "merge-2026-0007",
+            "changed_at": "2026-11-27T09:00:00+00:00"},
+)
+class OrderCustomerChangedV1(EventPayload):
+    """The order now belongs to another customer: a merge re-pointed it to the survivor
+    (customer.customer_merged), or an unmerge gave it back (customer.customer_unmerged). The order's
+    later events carry the new `customer_id`."""
+
+    order_id = fields.UUID(required=True)
+    customer_id = fields.UUID(required=True, metadata={"description": "the order's customer from now on"})
+    previous_customer_id = fields.UUID(required=True)
+    change = fields.String(required=True, validate=validate.OneOf(CUSTOMER_CHANGES))
+    merge_id = fields.String(required=True, metadata={"description": "the merge re-pointing or giving back"})
+    changed_at = fields.AwareDateTime(required=True)
 
 
 # --- requests and responses ---------------------------------------------------------------------

@@ -271,6 +271,29 @@ class OpportunityLostV1(EventPayload):
     lost_at = fields.AwareDateTime(required=True)
 
 
+#: Why a record's customer changed: a merge re-pointed it to the survivor (customer.customer_merged), an
+#: unmerge gave it back (customer.customer_unmerged). Order's records say the same.
+CUSTOMER_CHANGES = ("merged", "unmerged")
+
+
+@catalog.event(
+    "opportunity_customer_changed", 1, origin=ORIGIN,
+    sample={"opportunity_id": _OPPORTUNITY, "customer_id": "9d8e7f6a-5b4c-4d3e-8f2a-1b0c9d8e7f6a",
+            "previous_customer_id": _CUSTOMER, "change": "merged", "merge_id": "merge-2026-0007",
+            "changed_at": "2026-11-27T09:00:00+00:00"},
+)
+class OpportunityCustomerChangedV1(EventPayload):
+    """The opportunity (with its quotes) now belongs to another customer: a merge re-pointed it to the
+    survivor, or an unmerge gave it back. Its later events carry the new `customer_id`."""
+
+    opportunity_id = fields.UUID(required=True)
+    customer_id = fields.UUID(required=True, metadata={"description": "the opportunity's customer from now on"})
+    previous_customer_id = fields.UUID(required=True)
+    change = fields.String(required=True, validate=validate.OneOf(CUSTOMER_CHANGES))
+    merge_id = fields.String(required=True, metadata={"description": "the merge re-pointing or giving back"})
+    changed_at = fields.AwareDateTime(required=True)
+
+
 # --- requests and responses ---------------------------------------------------------------------
 
 class OpenOpportunityRequest(Request):

@@ -7,6 +7,7 @@ from marshmallow import Schema, fields, validate
 
 from crm_contracts.catalog import catalog
 from crm_contracts.fields import Boolean, EventPayload, Request, Text, integer
+from crm_contracts.sales import CUSTOMER_CHANGES
 from crm_contracts.vocabulary.service import (
     CASE_CHANNELS,
     CASE_STATUSES,
@@ -322,6 +323,43 @@ class SurveyAnsweredV1(EventPayload):
     score = fields.Integer(required=True, validate=SCORE)
     comment = fields.String(allow_none=True, load_default=None)
     answered_at = fields.AwareDateTime(required=True)
+
+
+@catalog.event(
+    "case_customer_changed", 1, origin=ORIGIN,
+    sample={"case_id": _CASE, "customer_id": "9d8e7f6a-5b4c-4d3e-8f2a-1b0c9d8e7f6a",
+            "previous_customer_id": _CUSTOMER, "change": "merged", "merge_id": "merge-2026-0007",
+            "changed_at": "2026-11-27T09:00:00+00:00"},
+)
+class CaseCustomerChangedV1(EventPayload):
+    """The case (with its complaint and survey answer) now belongs to another customer: a merge re-pointed
+    it to the survivor (customer.customer_merged), or an unmerge gave it back (customer.customer_unmerged).
+    The case's later events carry the new `customer_id`; its routing, SLA clocks and status are unchanged."""
+
+    case_id = fields.UUID(required=True)
+    customer_id = fields.UUID(required=True, metadata={"description": "the case's customer from now on"})
+    previous_customer_id = fields.UUID(required=True)
+    change = fields.String(required=True, validate=validate.OneOf(CUSTOMER_CHANGES))
+    merge_id = fields.String(required=True, metadata={"description": "the merge re-pointing or giving back"})
+    changed_at = fields.AwareDateTime(required=True)
+
+
+@catalog.event(
+    "survey_customer_changed", 1, origin=ORIGIN,
+    sample={"survey_id": _SURVEY, "customer_id": "9d8e7f6a-5b4c-4d3e-8f2a-1b0c9d8e7f6a",
+            "previous_customer_id": _CUSTOMER, "change": "unmerged", "merge_id": "merge-2026-0007",
+            "changed_at": "2026-11-27T09:00:00+00:00"},
+)
+class SurveyCustomerChangedV1(EventPayload):
+    """The satisfaction survey now belongs to another customer (a merge or an unmerge, as
+    `case_customer_changed`); its later events carry the new `customer_id`."""
+
+    survey_id = fields.UUID(required=True)
+    customer_id = fields.UUID(required=True, metadata={"description": "the survey's customer from now on"})
+    previous_customer_id = fields.UUID(required=True)
+    change = fields.String(required=True, validate=validate.OneOf(CUSTOMER_CHANGES))
+    merge_id = fields.String(required=True, metadata={"description": "the merge re-pointing or giving back"})
+    changed_at = fields.AwareDateTime(required=True)
 
 
 @catalog.event(

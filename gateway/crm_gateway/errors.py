@@ -2,20 +2,23 @@
 
 The body is always `{"error": {"code": ..., "message": ..., "fields": {field: [reasons]}}}`, plus
 `details` when the service said more (the existing customer of a taken email, the current version).
+A customer merged into another (`moved`) is a redirect: 308 to the same request with the survivor's id.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import amqp.exceptions
 import kombu.exceptions
 import psycopg2
 from marshmallow import ValidationError
-from werkzeug.wrappers import Response
+from werkzeug.wrappers import Request, Response
 
 from crm_contracts.errors import ServiceError
 from crm_runtime.nameko.client import ServiceFailedError, ServiceUnavailableError
@@ -29,6 +32,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "stale_version": 412,
     "invalid": 422,
     "rule_violation": 409,
+    "moved": 308,
 }
 
 Fields = dict[str, list[str]]
@@ -121,8 +125,39 @@ def unavailable(message: str) -> Response:
     return error_response(503, "service_unavailable", message, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
-def response_for(exc: BaseException) -> Response:
-    """The HTTP answer to any exception raised while handling a request."""
+#: What a path segment and a query may keep unencoded in a redirect (RFC 3986 pchar; a query keeps its escapes).
+_SEGMENT_SAFE = "-._~!$&'()*+,;=:@"
+_QUERY_SAFE = _SEGMENT_SAFE + "/?%"
+
+
+def moved_location(request: Request, details: Mapping[str, Any]) -> str | None:
+    """Where a request about a customer merged into another goes instead: the same path and query with the
+    asked id (`details["customer_id"]`, in any spelling a UUID takes) replaced by the survivor's canonical
+    id; None when the path does not name it or either id is not a UUID. Always a relative path of this
+    gateway: the request's own segments and query percent-encoded, never a host, never a line break."""
+    try:
+        asked, survivor = uuid.UUID(str(details.get("customer_id"))), uuid.UUID(str(details.get("survivor_id")))
+    except ValueError:
+        return None
+    segments = request.path.split("/")
+    moved = [_uuid_or_none(segment) == asked for segment in segments]
+    if not any(moved) or segments[0] != "" or "" in segments[1:-1]:
+        return None
+    location = "/".join(str(survivor) if is_asked else quote(segment, safe=_SEGMENT_SAFE)
+                        for segment, is_asked in zip(segments, moved, strict=True))
+    query = quote(request.query_string, safe=_QUERY_SAFE)
+    return f"{location}?{query}" if query else location
+
+
+def _uuid_or_none(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+def response_for(exc: BaseException, request: Request | None = None) -> Response:
+    """The HTTP answer to any exception raised while handling `request`."""
     if isinstance(exc, ApiError):
         return error_response(exc.status, exc.code, exc.message, exc.fields, exc.headers)
     if isinstance(exc, ValidationError):
@@ -135,7 +170,14 @@ def response_for(exc: BaseException) -> Response:
             # A code this table does not know is a contract drift between service and gateway.
             log.error("unmapped service error code %r: %s", exc.code, exc.message)
             status = 500
-        return error_response(status, exc.code, exc.message, fields, details=details)
+        headers = {}
+        if exc.code == "moved":
+            location = moved_location(request, details) if request is not None else None
+            if location is None:  # a customer named elsewhere than the path moved: say so, no redirect
+                status = STATUS_BY_CODE["conflict"]
+            else:
+                headers["Location"] = location
+        return error_response(status, exc.code, exc.message, fields, headers, details=details)
     if isinstance(exc, ServiceUnavailableError):
         return unavailable(str(exc))
     dependency = unavailable_dependency(exc)

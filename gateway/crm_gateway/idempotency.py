@@ -251,7 +251,7 @@ class IdempotencyStore(PooledStore):
         try:
             response = command(outcome.command_id)
         except Exception as exc:  # noqa: BLE001 - an error answer is an answer too, stored like any other
-            response = response_for(exc)
+            response = response_for(exc, request)
         try:
             if response.status_code >= 500:
                 # Unknown whether the command took effect: keep its id for a retry (see the module).

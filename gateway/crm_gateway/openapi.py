@@ -27,11 +27,13 @@ from crm_gateway.routes import (
     campaigns,
     cases,
     customers,
+    dashboard,
     duplicates,
     events,
     faqs,
     leads,
     loyalty,
+    merges,
     opportunities,
     orders,
     privacy,
@@ -46,7 +48,7 @@ VERSION = "1.0.0"
 
 #: The route modules, one per resource: each declares its OPERATIONS and its SCHEMAS beside its handlers.
 RESOURCES = (customers, campaigns, leads, opportunities, orders, cases, faqs, loyalty, privacy, events, analytics,
-             reports, webhooks, duplicates, segments)
+             reports, webhooks, duplicates, segments, merges)
 
 COMPONENT_SCHEMAS: dict[str, Any] = {
     "RegisterCustomerRequest": contracts.RegisterCustomerRequest,
@@ -95,6 +97,8 @@ ERROR_DESCRIPTIONS = {
          "default)",
     415: "the body is not application/json",
     422: "invalid input: `fields` names each bad or unknown field; or an Idempotency-Key reused with another body",
+    308: "the customer was merged into another: `Location` is the same request with the survivor's id (`details` "
+         "name `customer_id` and `survivor_id`); repeat it there (method and body kept)",
     428: "If-Match is required",
     502: "the service failed",
     503: "a service or a dependency (the message broker, the idempotency store) is unavailable: not running, "
@@ -140,6 +144,8 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
             schema = {"type": "string", "enum": list(ADDRESS_KINDS)}
         elif name == "report":
             schema = {"type": "string", "enum": list(REPORT_NAMES)}
+        elif name == "merge_id":
+            schema = {"type": "string", "pattern": merges.MERGE_ID_PATTERN}
         params.append({"in": "path", "name": name, "required": True, "schema": schema})
     if op.query is not None:
         # The marshmallow plugin expands a schema given as `in: query` into one parameter per field.
@@ -301,6 +307,9 @@ def build_spec() -> APISpec:
         response: dict[str, Any] = {"description": description, "content": {"application/json": {"schema": "Error"}}}
         if status == 503:
             response["headers"] = _RETRY_AFTER
+        if status == 308:
+            response["headers"] = {"Location": {"description": "the same request for the survivor",
+                                                "schema": {"type": "string"}}}
         spec.components.response(f"Error{status}", response)
     by_path: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
@@ -319,6 +328,7 @@ def build_spec() -> APISpec:
         "Prometheus metrics of this process (text exposition format; crm_runtime.metrics)"),
         "responses": {"200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}}}})
     _document_paths(spec, public["get"])
+    dashboard.document_paths(spec)
     return spec
 
 

@@ -22,12 +22,14 @@ from crm_gateway.routes.analytics import AnalyticsRoutes
 from crm_gateway.routes.campaigns import CampaignRoutes
 from crm_gateway.routes.cases import CaseRoutes
 from crm_gateway.routes.customers import CustomerRoutes
+from crm_gateway.routes.dashboard import DashboardRoutes
 from crm_gateway.routes.docs import DocsRoutes
 from crm_gateway.routes.duplicates import DuplicateRoutes
 from crm_gateway.routes.events import EventRoutes
 from crm_gateway.routes.faqs import FaqRoutes
 from crm_gateway.routes.leads import LeadRoutes
 from crm_gateway.routes.loyalty import LoyaltyRoutes
+from crm_gateway.routes.merges import MergeRoutes
 from crm_gateway.routes.opportunities import OpportunityRoutes
 from crm_gateway.routes.orders import OrderRoutes
 from crm_gateway.routes.privacy import PrivacyRoutes
@@ -50,7 +52,7 @@ def client(service: str) -> ServiceClient:
 class GatewayService(
     CustomerRoutes, CampaignRoutes, LeadRoutes, OpportunityRoutes, OrderRoutes, CaseRoutes, FaqRoutes,
     LoyaltyRoutes, DocsRoutes, PrivacyRoutes, DuplicateRoutes, EventRoutes, AnalyticsRoutes, ReportRoutes,
-    WebhookRoutes, SegmentRoutes, ServiceWithHealth,
+    WebhookRoutes, SegmentRoutes, MergeRoutes, DashboardRoutes, ServiceWithHealth,
 ):
     """HTTP API for front ends: every resource of the six services, the 360 view and search."""
 

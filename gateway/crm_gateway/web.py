@@ -25,7 +25,7 @@ from nameko.extensions import DependencyProvider
 from werkzeug.wrappers import Request, Response
 
 from crm_contracts.fields import schema_of
-from crm_gateway.auth import Principal, authenticate
+from crm_gateway.auth import Principal, authenticate_request
 from crm_gateway.errors import ApiError, response_for
 from crm_runtime import config
 from crm_runtime.eventstore import CommandMetadata, use_metadata
@@ -95,10 +95,10 @@ def endpoint(scope: str | None) -> Callable[[Handler], Handler]:
             correlation_id = correlation_id_of(request)
             try:
                 if scope is not None:
-                    request.environ[_PRINCIPAL_KEY] = authenticate(request.headers.get("Authorization"), scope)
+                    request.environ[_PRINCIPAL_KEY] = authenticate_request(request, scope)
                 response = handler(self, request, **path)
             except Exception as exc:  # noqa: BLE001 - every failure becomes a JSON answer (500 only for bugs)
-                response = response_for(exc)
+                response = response_for(exc, request)
             response.headers[CORRELATION_HEADER] = correlation_id
             log_request(request, response, started, correlation_id)
             return response

@@ -8,8 +8,6 @@ read model, rebuild(), pg_dump. Replaced: the other services' feeds (an order or
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import uuid
 from typing import Any
 
@@ -24,7 +22,7 @@ from crm_customer360.service import ORIGINS
 from crm_runtime.feed import EventFeed
 from crm_runtime.inbox import Inbox
 from tests.integration.test_360_journey import live_view, read  # noqa: F401 - live_view is a fixture
-from tests.support.databases import dsn
+from tests.support.databases import dsn, leaked, pg_dump
 
 pytestmark = pytest.mark.integration
 
@@ -57,24 +55,6 @@ def order_events(customer_id: str) -> list[dict[str, Any]]:
     ]
 
 
-def dump(env: dict[str, str]) -> bytes:
-    """`pg_dump` of the whole test database (every schema, data and definitions), as the server has it."""
-    pg_dump = shutil.which("pg_dump")
-    if pg_dump is None:
-        pytest.skip("pg_dump is not installed")
-    args = [pg_dump, "-h", env["POSTGRES_HOST"], "-p", env["POSTGRES_PORT"], "-U", env["POSTGRES_USER"],
-            "-d", env["POSTGRES_DBNAME"], "--no-owner"]
-    done = subprocess.run(args, capture_output=True, check=True, env={"PGPASSWORD": env.get("POSTGRES_PASSWORD", "")},
-                          timeout=120)
-    return done.stdout
-
-
-def leaks(dumped: bytes) -> list[str]:
-    """Which secrets the dump holds: as text (any case), or as the hex pg_dump writes bytea in."""
-    lowered = dumped.lower()
-    return [s for s in SECRETS if s.lower().encode() in lowered or s.encode().hex().encode() in lowered]
-
-
 def test_after_erasure_no_byte_of_the_customer_is_in_the_database_and_a_rebuild_equals_live(
     customers, live_view, test_database  # noqa: F811 - the imported fixture
 ):
@@ -91,7 +71,7 @@ def test_after_erasure_no_byte_of_the_customer_is_in_the_database_and_a_rebuild_
         assert live.receive(feed.events_since(0, 100)).applied
         assert live.receive(orders[:1]).applied
         # The scan can fail: before the erasure the 360 view holds the customer in clear.
-        assert set(leaks(dump(test_database))) >= {NAME, PHONE, STREET}
+        assert set(leaked(pg_dump(test_database), SECRETS)) >= {NAME, PHONE, STREET}
 
         customers.erase(customer.id, "DSR-2026-7")
         tracked = read(test_database, live_view, lambda cur: _tracked(cur, "customer"))
@@ -112,7 +92,7 @@ def test_after_erasure_no_byte_of_the_customer_is_in_the_database_and_a_rebuild_
 
     rebuild(fetch, ORIGINS, page=2)
     assert read(test_database, live_view, readmodel.all_rows) == before
-    assert leaks(dump(test_database)) == []
+    assert leaked(pg_dump(test_database), SECRETS) == []
 
 
 def _tracked(cur: Any, origin: str) -> int:

@@ -51,3 +51,25 @@ class Stream:
             "causation_id": None,
             "payload": data,
         }
+
+
+def customer_merged(customers: Stream, absorbed: uuid.UUID, survivor: uuid.UUID, merge_id: str = "merge-1",
+                    **overrides: Any) -> dict[str, Any]:
+    """The customer service's next envelope: `absorbed` was merged into `survivor` by `merge_id`."""
+    return customers.publish("customer_merged", payload(
+        "customer_merged", customer_id=absorbed, survivor_id=survivor, merge_id=merge_id, **overrides))
+
+
+def customer_unmerged(customers: Stream, absorbed: uuid.UUID, survivor: uuid.UUID, merge_id: str = "merge-1",
+                      **overrides: Any) -> dict[str, Any]:
+    """The customer service's next envelope: the merge `merge_id` of `absorbed` into `survivor` was undone."""
+    return customers.publish("customer_unmerged", payload(
+        "customer_unmerged", customer_id=absorbed, survivor_id=survivor, merge_id=merge_id, **overrides))
+
+
+def customer_erased(customers: Stream, customer_id: uuid.UUID, request_id: str | None = None,
+                    **overrides: Any) -> dict[str, Any]:
+    """The customer service's next envelope: `customer_id` was erased, by request `request_id`
+    (`DSR-<customer id>` unless given)."""
+    return customers.publish("customer_erased", payload(
+        "customer_erased", customer_id=customer_id, request_id=request_id or f"DSR-{customer_id}", **overrides))

@@ -7,6 +7,7 @@ from crm_contracts.vocabulary.money import CURRENCIES, MONEY_PLACES
 
 __all__ = [
     "CAMPAIGN_CHANNELS",
+    "CAMPAIGN_CONSENT_DEFAULT",
     "CAMPAIGN_STATUSES",
     "CURRENCIES",
     "ENGAGEMENT_KINDS",
@@ -18,10 +19,31 @@ __all__ = [
     "MONEY_PLACES",
     "OPEN_LEAD_STATUSES",
     "SEGMENT_CRITERIA",
+    "campaign_consent_mapping",
 ]
 
 #: Channels a campaign reaches its segment through (DOMAIN.md "Marketing").
 CAMPAIGN_CHANNELS = ("traditional", "telephone", "online", "email")
+#: The consent channel each campaign channel needs, as `CAMPAIGN_CONSENT_CHANNELS` writes it (marketing's
+#: targeting and customer360's `campaign_channel` criterion read the same setting): email needs email
+#: consent, telephone phone, SMS sms, post and the other traditional channels post, online advertising none.
+CAMPAIGN_CONSENT_DEFAULT = "email=email,telephone=phone,sms=sms,traditional=post,online="
+
+
+def campaign_consent_mapping(text: str) -> dict[str, str | None]:
+    """`campaign channel=consent channel` pairs, comma-separated, as a dict (an empty consent channel: None,
+    no consent needed). A campaign channel the mapping does not name reaches nobody."""
+    mapping: dict[str, str | None] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        channel, separator, consent = item.partition("=")
+        if not separator or not channel.strip():
+            raise ValueError(f"CAMPAIGN_CONSENT_CHANNELS: {item.strip()!r} is not 'campaign channel=consent channel'")
+        mapping[channel.strip()] = consent.strip() or None
+    return mapping
+
+
 #: A campaign is planned, launched (active), then closed; a plan may be closed without launching.
 CAMPAIGN_STATUSES = ("planned", "active", "closed")
 #: Criteria a target segment may be described by; each names a list of values or a bound.

@@ -1,5 +1,10 @@
 """Campaigns (marketing service): plan, read, list, launch, count responses, close, results.
 
+A campaign's audience is marketing's own criteria (`segment`) or a saved segment of customers
+(`segment_id`, /v1/segments), which replaces the criteria: launching such a campaign reaches the
+segment's members now, each on the campaign's channels their consent allows (`reached` counts them per
+channel; each member's 360 view shows the campaign). A second launch is refused and reaches nobody.
+
 If-Match: closing is REQUIRED (it settles the actual cost against the plan the person saw); launching and
 counting responses only move forward or add, so If-Match is accepted but optional.
 """
@@ -80,13 +85,15 @@ _TAG = "campaigns"
 _ITEM = "/v1/campaigns/{campaign_id}"
 
 OPERATIONS = (
-    create("/v1/campaigns", "planCampaign", "Plan a campaign: segment, channels, schedule, budget", _TAG,
-           "Campaign", contracts.PlanCampaignRequest),
+    create("/v1/campaigns", "planCampaign",
+           "Plan a campaign: its audience (criteria, or a saved segment by segment_id), channels, schedule, budget",
+           _TAG, "Campaign", contracts.PlanCampaignRequest),
     read(_ITEM, "getCampaign", "Get a campaign with its results so far", _TAG, "Campaign"),
     listing("/v1/campaigns", "listCampaigns", "List campaigns, a page at a time, by status", _TAG, "CampaignPage",
             CampaignQuery, "?status=active&page=1&page_size=20"),
-    command("post", f"{_ITEM}/launch", "launchCampaign", "Launch a planned campaign", _TAG, "Campaign", None,
-            OPTIONAL),
+    command("post", f"{_ITEM}/launch", "launchCampaign",
+            "Launch a planned campaign; one targeting a saved segment reaches its members now, consent allowing",
+            _TAG, "Campaign", None, OPTIONAL),
     command("post", f"{_ITEM}/responses", "recordCampaignResponses", "Count responses on one channel", _TAG,
             "Campaign", contracts.RecordResponseRequest, OPTIONAL),
     command("post", f"{_ITEM}/close", "closeCampaign", "Close a campaign with its actual cost", _TAG, "Campaign",

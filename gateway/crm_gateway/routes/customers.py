@@ -116,6 +116,11 @@ SCHEMAS = {
 }
 
 _CUSTOMER = EXAMPLE_IDS["customer_id"]
+#: A customer merged into another answers 308 to the same request for its survivor.
+MOVED_READ_ERRORS = (*READ_ERRORS, 308)
+MOVED_WRITE_ERRORS = (*WRITE_ERRORS, 308)
+MOVED = ("A customer merged into another answers 308 `moved`, its Location the same request for the survivor "
+         "(POST /v1/customers/{customer_id}/merges)")
 _ADDRESS = {"address": {"recipient": "Li Na", "line1": "88 Jianguo Road", "city": "Beijing", "country": "CN"},
             "default": True}
 _REGISTER = {"name": "Li Na", "email": "li.na@example.com", "phone": "+86 10 5555 0101", "source_channel": "web"}
@@ -137,12 +142,12 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "get", "/v1/customers/{customer_id}", "getCustomer", "Get a customer (its version is the ETag)", READ, 200,
-        "Customer", READ_ERRORS, f"GET /v1/customers/{_CUSTOMER}",
+        "Customer", MOVED_READ_ERRORS, f"GET /v1/customers/{_CUSTOMER}\n\n" + MOVED,
         ok_headers=("ETag",), path_params=("customer_id",), not_modified=True,
     ),
     Operation(
         "patch", "/v1/customers/{customer_id}", "changeProfile", "Change profile fields (If-Match required)", WRITE,
-        200, "Customer", (*WRITE_ERRORS, 428),
+        200, "Customer", (*MOVED_WRITE_ERRORS, 428),
         f'PATCH /v1/customers/{_CUSTOMER}\nIf-Match: "1"\n\n'
         '{"phone": "+86 10 5555 0199", "company": "Acme Group"}\n\n'
         "A taken email or phone is 409 `conflict`",
@@ -151,14 +156,14 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "put", "/v1/customers/{customer_id}/consents/{channel}", "recordConsent",
-        "Grant or withdraw consent on one channel", WRITE, 200, "Customer", WRITE_ERRORS,
+        "Grant or withdraw consent on one channel", WRITE, 200, "Customer", MOVED_WRITE_ERRORS,
         f'PUT /v1/customers/{_CUSTOMER}/consents/email\n\n{{"granted": true, "source": "web form"}}',
         body="RecordConsentRequest", body_example={"granted": True, "source": "web form"},
         if_match="optional", idempotent=True, ok_headers=("ETag",), path_params=("customer_id", "channel"),
     ),
     Operation(
         "put", "/v1/customers/{customer_id}/credit-rating", "setCreditRating", "Set the credit rating", WRITE, 200,
-        "Customer", WRITE_ERRORS,
+        "Customer", MOVED_WRITE_ERRORS,
         f'PUT /v1/customers/{_CUSTOMER}/credit-rating\n\n'
         '{"rating": "A", "limit": "50000.00", "reason": "annual review"}',
         body="SetCreditRatingRequest", body_example={"rating": "A", "limit": "50000.00", "reason": "annual review"},
@@ -166,7 +171,7 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "put", "/v1/customers/{customer_id}/grade", "gradeCustomer", "Grade on value, structure and loyalty", WRITE,
-        200, "Customer", WRITE_ERRORS,
+        200, "Customer", MOVED_WRITE_ERRORS,
         f'PUT /v1/customers/{_CUSTOMER}/grade\n\n{{"value": 5, "structure": 3, "loyalty": 4}}',
         body="GradeCustomerRequest", body_example={"value": 5, "structure": 3, "loyalty": 4},
         if_match="optional", idempotent=True, ok_headers=("ETag",), path_params=("customer_id",),
@@ -174,7 +179,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "put", "/v1/customers/{customer_id}/addresses/{kind}", "setAddress",
         "Set the billing or the shipping address (orders ship to the default shipping address)", WRITE, 200,
-        "Customer", WRITE_ERRORS,
+        "Customer", MOVED_WRITE_ERRORS,
         f'PUT /v1/customers/{_CUSTOMER}/addresses/shipping\n\n'
         '{"address": {"recipient": "Li Na", "line1": "88 Jianguo Road", "city": "Beijing", "country": "CN"}}',
         body="SetAddressRequest", body_example=_ADDRESS,
@@ -182,7 +187,7 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "get", "/v1/customers/{customer_id}/360", "getCustomer360", "The 360° view of a customer", READ, 200,
-        "Customer360", (*READ_ERRORS, 422),
+        "Customer360", (*MOVED_READ_ERRORS, 422),
         f"GET /v1/customers/{_CUSTOMER}/360\n\n"
         "With `as_of` (RFC 3339 with its offset; `+` escaped as %2B in a URL), the view as it stood then: the "
         "fold of the customer's events that occurred at or before it, analytics as of it. An instant without "

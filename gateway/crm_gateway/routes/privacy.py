@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,9 +21,12 @@ from crm_runtime import config
 from crm_runtime.nameko.client import ServiceFailedError, ServiceUnavailableError
 from crm_runtime.nameko.web import http
 
-#: Services that hold personal data of a customer and have no erasure handler yet: the status names
-#: them, and an erasure is not complete while any is listed (see the README, "Erasure").
-NOT_COVERED = ("marketing", "sales", "order", "service", "loyalty")
+log = logging.getLogger(__name__)
+
+#: Services that forget a customer on customer_erased by themselves and say where that stands over RPC
+#: (`erasure_status`, crm_runtime.nameko.rights): the status asks each; an erasure is complete only once
+#: every one answers "done".
+FORGETTING_SERVICES = ("marketing", "sales", "order", "service", "loyalty")
 #: The format of an export archive; a reader checks it before reading `data`.
 EXPORT_FORMAT = "crm-customer-export/1"
 #: Rows per page when an export reads a service's list.
@@ -110,15 +114,27 @@ class PrivacyRoutes(Routes):
 
     def _erase(self, customer_id: str, payload: dict[str, Any], command_id: str) -> dict[str, Any]:
         self.customer.erase(customer_id, payload, command_id=command_id)
-        forgotten = self.idempotency.forget(customer_id)  # every stored answer, once
+        # Every stored answer naming the customer or one of their leads (answers from before a lead was
+        # linked name only the lead), once: a scan of the whole table.
+        forgotten = sum(self.idempotency.forget(subject) for subject in self._subjects(customer_id))
         return self._status(customer_id, forgotten)
+
+    def _subjects(self, customer_id: str) -> list[str]:
+        """The ids a stored answer may name the customer by: theirs and their leads' (marketing says which;
+        only theirs when it does not answer — README, "Known limits")."""
+        try:
+            leads = self._all(self.marketing.list_leads, customer_id)
+        except (ServiceUnavailableError, ServiceFailedError) as error:
+            log.warning("the stored answers of %s's leads are not purged now: %s", customer_id, error)
+            leads = []
+        return [customer_id, *(str(lead["id"]) for lead in leads if lead.get("id"))]
 
     def _status(self, customer_id: str, forgotten: int = 0) -> dict[str, Any]:
         """The customer service's ledger, then each copy checked; the gateway's stored answers purged again
         of what commands in flight at the erasure stored after it (keys claimed since shortly before)."""
         record = self.customer.erasure(customer_id)
         in_flight = datetime.fromisoformat(record["requested_at"]) - timedelta(seconds=IN_FLIGHT_SECONDS)
-        forgotten += self.idempotency.forget(customer_id, in_flight)
+        forgotten += sum(self.idempotency.forget(subject, in_flight) for subject in self._subjects(customer_id))
         shredded = record.get("shredded_at")
         # Another replica may hold the unwrapped key for up to CRM_DATA_KEY_TTL after the shredding.
         settled = shredded is not None and datetime.fromisoformat(shredded) + timedelta(
@@ -128,7 +144,7 @@ class PrivacyRoutes(Routes):
                          "shredded_at": shredded},
             "customer360": {"state": "done" if self._view_forgotten(customer_id) else "pending"},
             "gateway": {"state": "done", "stored_answers_replaced": forgotten},
-            **{name: {"state": "not_covered"} for name in NOT_COVERED},
+            **{name: self._service_erasure(name, customer_id) for name in FORGETTING_SERVICES},
         }
         return {
             "customer_id": customer_id,
@@ -137,6 +153,18 @@ class PrivacyRoutes(Routes):
             "services": services,
             "complete": all(s["state"] == "done" for s in services.values()),
         }
+
+    def _service_erasure(self, name: str, customer_id: str) -> dict[str, Any]:
+        """Where the erasure stands in the service `name` ("done" | "pending"), or "unavailable" with the
+        reason when it does not answer (not running, or failing): the erasure is then not complete."""
+        try:
+            answer = getattr(self, name).erasure_status(customer_id)
+        except (ServiceUnavailableError, ServiceFailedError, ServiceError) as error:
+            return {"state": "unavailable", "reason": str(error)}
+        state = answer.get("state") if isinstance(answer, dict) else None
+        if state not in ("done", "pending"):
+            return {"state": "unavailable", "reason": f"the {name} service answered {answer!r}"}
+        return {"state": state}
 
     def _view_forgotten(self, customer_id: str) -> bool:
         try:
@@ -149,7 +177,10 @@ class PrivacyRoutes(Routes):
 
 
 class ServiceErasureSchema(Schema):
-    state = fields.String(metadata={"description": "done, pending, or not_covered (no erasure handler yet)"})
+    state = fields.String(metadata={
+        "description": "done (this service has forgotten the customer: keys shredded, copies purged), pending "
+                       "(not yet: ask again), or unavailable (the service did not answer: see reason)"})
+    reason = fields.String(metadata={"description": "unavailable: why the service could not say"})
     erased_at = fields.AwareDateTime(allow_none=True, metadata={"description": "customer: customer_erased recorded"})
     shredded_at = fields.AwareDateTime(allow_none=True, metadata={"description": "customer: the data key destroyed"})
     stored_answers_replaced = fields.Integer(metadata={"description": "gateway: idempotent answers replaced now"})
@@ -162,7 +193,9 @@ class ErasureStatusSchema(Schema):
     request_id = fields.String()
     requested_at = fields.AwareDateTime()
     services = fields.Dict(keys=fields.String(), values=fields.Nested(ServiceErasureSchema))
-    complete = fields.Boolean(metadata={"description": "every service has acted"})
+    complete = fields.Boolean(metadata={
+        "description": "every service (customer, customer360, gateway, marketing, sales, order, service, "
+                       "loyalty) is done"})
 
 
 class ExportSourceSchema(Schema):
@@ -209,7 +242,9 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "get", "/v1/customers/{customer_id}/erasure", "getErasure",
-        "Where a customer's erasure stands in every service (404: never asked)", ADMIN, 200, "ErasureStatus",
+        "Where a customer's erasure stands in every service (404: never asked): each of customer, "
+        "customer360, gateway, marketing, sales, order, service and loyalty is done, pending or unavailable; "
+        "complete once all are done", ADMIN, 200, "ErasureStatus",
         READ_ERRORS, f"GET /v1/customers/{_CUSTOMER}/erasure", path_params=("customer_id",), tag="privacy",
     ),
 )

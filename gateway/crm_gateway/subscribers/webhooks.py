@@ -6,8 +6,11 @@ feed, in feed order (each origin's events in position order) and one at a time: 
 holds back every event behind it, so no customer's events overtake each other. A failure is retried with
 growing back-off (1 s, 2 s, 4 s ... up to WEBHOOK_BACKOFF_MAX); after WEBHOOK_MAX_FAILURES failures in a
 row the subscription is paused, and `resume` carries on from the last event delivered. Every attempt is in
-the delivery log. At least once: a receiver that answered 2xx after a timeout on our side gets the event
-again, with the same `CRM-Event-Id`.
+the delivery log, which keeps no personal data, so an erasure has nothing to purge there: the event's id,
+type, origin and position, the attempt, the status and the gateway's own error text ("answered 422", a
+connection error naming the subscriber's URL) — never the body sent nor the receiver's answer (the
+receiver's copy of the event is the receiver's to erase on customer_erased). At least once: a receiver
+that answered 2xx after a timeout on our side gets the event again, with the same `CRM-Event-Id`.
 
 Signature (as Stripe and GitHub do): `CRM-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret,
 "<t>.<body>")>`. A receiver recomputes it over the raw body, compares in constant time, and refuses a

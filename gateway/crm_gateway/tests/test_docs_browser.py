@@ -9,8 +9,6 @@ chromium-driver`; .ci/run installs them).
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,18 +18,14 @@ import pytest
 from crm_contracts import asyncapi
 from crm_gateway.openapi import document
 from crm_gateway.tests.conftest import running_gateway
+from tests.support.browser import MISSING, chromium, console_errors, network_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-if CHROMIUM is None or CHROMEDRIVER is None:
-    pytest.skip("Chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)",
-                allow_module_level=True)
+if MISSING:
+    pytest.skip(MISSING, allow_module_level=True)
 
-from selenium import webdriver  # noqa: E402 - only when a browser can run
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402 - only when a browser can run
 from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -48,34 +42,8 @@ def gateway_url(test_database, nameko_config, monkeypatch) -> Iterator[str]:
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM  # type: ignore[assignment]
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--no-first-run", "--disable-extensions", "--disable-background-networking"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
+    with chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
-
-
-def network_of(driver: Any) -> tuple[dict[str, int], list[str]]:
-    """The URL -> status of every response the page received, and the URLs whose loading failed."""
-    statuses: dict[str, int] = {}
-    requested: dict[str, str] = {}
-    failed: list[str] = []
-    for entry in driver.get_log("performance"):
-        message = json.loads(entry["message"])["message"]
-        params = message.get("params", {})
-        if message["method"] == "Network.requestWillBeSent":
-            requested[params["requestId"]] = params["request"]["url"]
-        elif message["method"] == "Network.responseReceived":
-            statuses[params["response"]["url"]] = params["response"]["status"]
-        elif message["method"] == "Network.loadingFailed":
-            failed.append(f"{requested.get(params['requestId'], '?')}: {params.get('errorText')}")
-    return statuses, failed
 
 
 def test_docs_render_every_operation_from_assets_shipped_with_the_gateway(gateway_url, browser):
@@ -92,13 +60,14 @@ def test_docs_render_every_operation_from_assets_shipped_with_the_gateway(gatewa
     for tag in tags:
         assert browser.find_elements(By.ID, f"operations-tag-{tag}"), f"no section for {tag}"
 
-    statuses, failed = network_of(browser)
-    assert failed == []
+    network = network_of(browser)
+    assert network.failed == []
+    statuses = network.statuses
     origin = urlsplit(gateway_url).netloc
     assert {urlsplit(url).netloc for url in statuses if url.startswith("http")} == {origin}
     assert {url: status for url, status in statuses.items() if status >= 400} == {}
     assert f"{gateway_url}/openapi.json" in statuses
-    assert [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"] == []
+    assert console_errors(browser) == []
 
 
 def test_the_event_catalog_page_shows_every_channel(gateway_url, browser):

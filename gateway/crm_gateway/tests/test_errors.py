@@ -29,7 +29,7 @@ def test_each_service_error_code_has_its_status(api, customer, code, status):
 
 
 def test_the_table_covers_every_documented_code():
-    assert set(STATUS_BY_CODE) == {"not_found", "conflict", "stale_version", "invalid", "rule_violation"}
+    assert set(STATUS_BY_CODE) == {"not_found", "conflict", "stale_version", "invalid", "rule_violation", "moved"}
 
 
 def test_a_taken_email_is_409_naming_the_existing_customer(api, customer):

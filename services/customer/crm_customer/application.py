@@ -14,7 +14,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
-from crm_contracts.errors import StaleVersionError
+from crm_contracts.errors import ConflictError, MovedError, StaleVersionError
 from crm_customer.domain import (
     EMAIL_CLAIM_NAMESPACE,
     PHONE_CLAIM_NAMESPACE,
@@ -26,10 +26,14 @@ from crm_customer.domain import (
     EmailTakenError,
     GradingRule,
     LeadLink,
+    Merge,
+    MergeNotFoundError,
     PhoneClaim,
     PhoneTakenError,
+    merge_customers,
     normalise_email,
     normalise_phone,
+    unmerge_customers,
 )
 from crm_runtime import config
 from crm_runtime.commands import IdempotentApplication
@@ -134,7 +138,7 @@ class Customers(IdempotentApplication):
         """
         link = self._existing_link(lead.lead_id)
         if link is not None:
-            return self.customer(link.customer_id)
+            return self.answering(link.customer_id)
         customer, matched_by = self._match(lead)
         claims: list[Claim] = []
         if customer is None:
@@ -154,7 +158,7 @@ class Customers(IdempotentApplication):
         """The existing customer a lead is, and how it was found; (None, "registered") for a new one."""
         if lead.customer_id is not None:
             try:
-                named = self.customer(lead.customer_id)
+                named = self.answering(lead.customer_id)  # one merged since: its survivor
             except CustomerNotFoundError:
                 named = None  # a customer the lead names but this service does not know: match it like any lead
             if named is not None and not named.erased:  # an erased customer is nobody: a new one is registered
@@ -166,9 +170,9 @@ class Customers(IdempotentApplication):
         return None, "registered"
 
     def customer_of_lead(self, lead_id: UUID) -> Customer | None:
-        """The customer a converted lead became, if it was linked yet."""
+        """The customer a converted lead became (its survivor, if merged since), if it was linked yet."""
         link = self._existing_link(lead_id)
-        return self.customer(link.customer_id) if link is not None else None
+        return self.answering(link.customer_id) if link is not None else None
 
     def _existing_link(self, lead_id: UUID) -> LeadLink | None:
         try:
@@ -279,18 +283,128 @@ class Customers(IdempotentApplication):
 
         return self.once(command_id, grade, lambda: self.customer(customer_id))
 
-    def customer(self, customer_id: UUID, expected_version: int | None = None) -> Customer:
-        """Load a customer; with `expected_version`, insist it is the current version."""
+    # --- merge and unmerge ------------------------------------------------------------------------
+
+    def merge(
+        self, survivor_id: UUID, absorb: list[UUID], merge_id: str | None = None, command_id: str | None = None
+    ) -> Merge:
+        """Merge the customers `absorb` into `survivor_id` (into its final survivor, if it was merged itself),
+        in one save: `Merged` on each absorbed customer (published as customer_merged), what the survivor
+        took in (and the consents that withdraws), and the merge's own record (`merge_of`).
+
+        `merge_id` names the merge (default: derived from `command_id`, else new). Asking again under the
+        same merge id for the same customers answers the merge as it is; for others it is a conflict.
+        Losing a race to a concurrent writer of any of them loads afresh and decides again (so a customer
+        merged meanwhile elsewhere is AlreadyMergedError, never absorbed twice)."""
+        merge_id = merge_id or Merge.merge_id_for(command_id or str(uuid.uuid4()))
+
+        def merge() -> Merge:
+            for _attempt in range(3):
+                existing = self._existing_merge(merge_id)
+                if existing is not None:
+                    return self._same_merge(existing, survivor_id, absorb)
+                survivor = self.answering(survivor_id)
+                absorbed = [self._load(customer_id) for customer_id in absorb]
+                record = merge_customers(merge_id, survivor, absorbed, datetime.now(UTC))
+                try:
+                    self.save(record, survivor, *absorbed)
+                    return record
+                except IntegrityError:
+                    continue  # a customer changed, or the same merge id was used, concurrently: look again
+            raise StaleVersionError(f"the customers of merge {merge_id} kept changing; merge them again")
+
+        return self.once(command_id, merge, lambda: self.merge_of(merge_id))
+
+    def _same_merge(self, existing: Merge, survivor_id: UUID, absorb: list[UUID]) -> Merge:
+        """The merge recorded under a merge id asked for again: itself when asked for the same customers."""
+        if set(absorb) == set(existing.absorbed) and (
+                survivor_id == existing.survivor_id
+                or self.answering(survivor_id).id == self.answering(existing.survivor_id).id):
+            return existing
+        raise ConflictError(
+            f"merge id {existing.merge_id} names another merge (of {len(existing.absorbed)} customers into "
+            f"customer {existing.survivor_id}): choose another merge id",
+            merge_id=existing.merge_id, fields={"merge_id": ["is the id of another merge"]},
+        )
+
+    def unmerge(self, merge_id: str, customer_ids: list[UUID] | None = None, command_id: str | None = None) -> Merge:
+        """Undo merge `merge_id` for `customer_ids` (default: every customer it absorbed), in one save:
+        `Unmerged` on each (published as customer_unmerged), the survivor lets them go, the merge records
+        it. Those given back already are left alone (asking twice changes nothing). Refused while the
+        survivor is merged into another (LaterMergeFirstError) or when either side was erased."""
+
+        def unmerge() -> Merge:
+            for _attempt in range(3):
+                record = self.merge_of(merge_id)
+                pending = record.still_merged(customer_ids)
+                if not pending:
+                    return record
+                survivor = self._load(record.survivor_id)
+                customers = [self._load(customer_id) for customer_id in pending]
+                unmerge_customers(record, survivor, customers, datetime.now(UTC))
+                try:
+                    self.save(record, survivor, *customers)
+                    return record
+                except IntegrityError:
+                    continue  # changed concurrently: look again
+            raise StaleVersionError(f"the customers of merge {merge_id} kept changing; unmerge them again")
+
+        return self.once(command_id, unmerge, lambda: self.merge_of(merge_id))
+
+    def merge_of(self, merge_id: str) -> Merge:
+        """The merge recorded under `merge_id` (MergeNotFoundError if none)."""
+        record = self._existing_merge(merge_id)
+        if record is None:
+            raise MergeNotFoundError(merge_id)
+        return record
+
+    def _existing_merge(self, merge_id: str) -> Merge | None:
         try:
-            customer: Customer = self.repository.get(customer_id)
+            record: Merge = self.repository.get(Merge.id_for(merge_id))
         except AggregateNotFoundError:
-            raise CustomerNotFoundError(f"customer {customer_id} not found", customer_id=str(customer_id)) from None
+            return None
+        return record
+
+    def customer(self, customer_id: UUID, expected_version: int | None = None) -> Customer:
+        """Load a customer; with `expected_version`, insist it is the current version. One merged into
+        another answers MovedError naming its final survivor (reads and commands go there instead)."""
+        customer = self._load(customer_id)
+        if customer.merged:
+            raise MovedError(customer_id, self.answering(customer_id).id)
         if expected_version is not None and customer.version != expected_version:
             raise StaleVersionError(
                 f"customer {customer_id} is at version {customer.version}, not {expected_version}",
                 current_version=customer.version,
             )
         return customer
+
+    def _load(self, customer_id: UUID) -> Customer:
+        """A customer as stored, merged or not."""
+        try:
+            customer: Customer = self.repository.get(customer_id)
+        except AggregateNotFoundError:
+            raise CustomerNotFoundError(f"customer {customer_id} not found", customer_id=str(customer_id)) from None
+        return customer
+
+    def answering(self, customer_id: UUID) -> Customer:
+        """The customer that answers for `customer_id`: itself, or the final survivor of the merges it went
+        through (a merge never absorbs into an absorbed customer, so the chain ends)."""
+        customer = self._load(customer_id)
+        while customer.merged_into is not None:
+            customer = self._load(customer.merged_into)
+        return customer
+
+    def merged_into_it(self, customer_id: UUID) -> list[Customer]:
+        """Every customer merged into `customer_id` and not given back, directly or through merges of merges
+        (each one's `merged_into` and `merge_id` say where and by which merge), each once."""
+        found: list[Customer] = []
+        pending = [customer_id]
+        while pending:
+            survivor = self._load(pending.pop(0))
+            absorbed = [self._load(UUID(absorbed_id)) for absorbed_id in survivor.absorbed]
+            found += absorbed
+            pending = [c.id for c in absorbed] + pending
+        return found
 
     def holder_of(self, email: str) -> UUID | None:
         """The customer holding `email`, if any."""
@@ -301,8 +415,16 @@ class Customers(IdempotentApplication):
         return self._holder(PhoneClaim, phone)
 
     def _holder(self, cls: type[Claim], contact: str) -> UUID | None:
+        """Who holds `contact`: the customer whose claim it is or, once that one is merged, its final
+        survivor. An absorbed customer keeps its claims (unmerging gives them back as they were), so its
+        email or phone registered again is a conflict naming the survivor, never a silent duplicate."""
         claim = self._existing_claim(cls, contact)
-        return claim.holder if claim else None
+        if claim is None or claim.holder is None:
+            return None
+        try:
+            return self.answering(claim.holder).id
+        except CustomerNotFoundError:
+            return claim.holder
 
     def claim_id(self, cls: type[Claim], contact: str) -> UUID:
         """The id of the claim of `contact`: its keyed hash (ContactIds)."""
@@ -320,6 +442,9 @@ class Customers(IdempotentApplication):
         claim = self._existing_claim(cls, contact)
         if claim is None:
             return cls.create(self.claim_id(cls, contact), holder)  # type: ignore[no-any-return]
+        current = self._holder(cls, contact)
+        if current is not None and claim.holder != holder:
+            raise cls.taken(contact, current)  # named by who answers for it (the survivor of a merged holder)
         claim.claim(holder, contact)
         return claim
 
@@ -343,8 +468,9 @@ class Customers(IdempotentApplication):
 
     def history(self, customer_id: UUID) -> list[dict[str, Any]]:
         """Every event of the customer as this service stores it, decrypted (an export, GDPR Art. 15/20):
-        what it was told and when, oldest first; for an erased customer, the personal fields redacted."""
-        self.customer(customer_id)  # CustomerNotFoundError for an unknown one
+        what it was told and when, oldest first; for an erased customer, the personal fields redacted. A
+        customer merged into another has its own history too (the survivor's export holds it: `merged_into_it`)."""
+        self._load(customer_id)  # CustomerNotFoundError for an unknown one
         history = []
         for stored in self.recorder.select_events(customer_id):
             event = self.mapper.to_domain_event(stored)
@@ -361,8 +487,18 @@ class Customers(IdempotentApplication):
         """Erase a customer: ledger first, then the Erased event (published as customer_erased, with
         the customer's claims released in the same save, so the email and phone are free for a new
         customer), then the data key shredded. Each step is idempotent, so a retry, a concurrent
-        erasure or `reconcile_erasures` after a crash finishes what was started."""
-        customer = self.customer(customer_id)
+        erasure or `reconcile_erasures` after a crash finishes what was started.
+
+        A customer merged into another is the survivor's person now: erasing it is MovedError (erase the
+        survivor). Erasing a survivor erases every customer absorbed into it too (the same person's
+        duplicates, whose events are sealed under their own keys), each as its own customer_erased."""
+        customer = self._load(customer_id)
+        if customer.merged and not customer.erased:
+            raise MovedError(customer_id, self.answering(customer_id).id)
+        return self._erase(customer, request_id)
+
+    def _erase(self, customer: Customer, request_id: str | None) -> Erasure:
+        customer_id = customer.id
         self.data_keys.record_erasure(customer_id, request_id or f"erasure:{customer_id}")
         self._ledger_file_append(customer_id)
         for _attempt in range(3):
@@ -377,10 +513,18 @@ class Customers(IdempotentApplication):
             try:
                 self.save(customer, *released)
             except IntegrityError:  # changed or erased concurrently: look again
-                customer = self.customer(customer_id)
+                customer = self._load(customer_id)
         if not customer.erased:
             raise StaleVersionError(f"customer {customer_id} kept changing; erase it again")
+        # Who was merged into it is fixed now (an erased customer takes part in no merge): each enters the
+        # ledger before this key is shredded, so an erasure cut short after it is finished by
+        # `reconcile_erasures` (which goes by the ledger's unfinished lines) for them too.
+        absorbed = [UUID(absorbed_id) for absorbed_id in customer.absorbed]
+        for absorbed_id in absorbed:
+            self.data_keys.record_erasure(absorbed_id, request_id or f"erasure:{customer_id}")
         self.data_keys.shred(customer_id)
+        for absorbed_id in absorbed:
+            self._erase(self._load(absorbed_id), request_id or f"erasure:{customer_id}")
         return self.erasure(customer_id)
 
     def erasure(self, customer_id: UUID) -> Erasure:
@@ -390,7 +534,7 @@ class Customers(IdempotentApplication):
             raise CustomerNotFoundError(f"no erasure of customer {customer_id} was asked for",
                                         customer_id=str(customer_id))
         try:
-            erased_at = self.customer(customer_id).erased_at
+            erased_at = self._load(customer_id).erased_at
         except CustomerNotFoundError:
             erased_at = None
         return Erasure(customer_id, record.request_id, record.requested_at, erased_at, record.shredded_at)
@@ -404,7 +548,7 @@ class Customers(IdempotentApplication):
             record = self.data_keys.erasure(subject)
             request_id = record.request_id if record is not None else requests[subject]
             try:
-                self.erase(subject, request_id)
+                self._erase(self._load(subject), request_id)
             except CustomerNotFoundError:
                 self.data_keys.record_erasure(subject, request_id)
                 self.data_keys.shred(subject)
@@ -443,7 +587,7 @@ class Customers(IdempotentApplication):
         Idempotent; returns how many claims were moved. Run once per customer after upgrading."""
         moved = 0
         for customer_id in customer_ids:
-            customer = self.customer(customer_id)
+            customer = self._load(customer_id)  # an absorbed customer keeps its claims: they move too
             if customer.erased:
                 continue
             changed: list[Claim] = []

@@ -29,6 +29,9 @@ PHONE_CLAIM_NAMESPACE = uuid.UUID("c3a1e7d2-48f6-4b0a-9e5d-71b2f0c8a934")
 #: A customer registered from a lead gets an id derived from the lead: one lead, one customer.
 LEAD_REGISTRATION_NAMESPACE = uuid.UUID("2d9f6b13-7c84-4e1a-b05f-e6a3c9d1f472")
 LEAD_LINK_NAMESPACE = uuid.UUID("8e47a0c5-d1b9-4f32-a6e8-0c5b2d7f9a16")
+#: A merge's record is keyed by its merge id; a merge id not given by the client is derived from the command.
+MERGE_NAMESPACE = uuid.UUID("4a7c2e91-b35d-4f08-8e6a-d19c0b2f5e37")
+MERGE_COMMAND_NAMESPACE = uuid.UUID("b81f3d6a-29c4-4e75-a0d8-6c5e1f2a9b43")
 #: A lead's capture channel -> the source channel of the customer registered from it.
 LEAD_SOURCE_CHANNELS = {"web_form": "web", "email": "email", "phone": "phone", "event": "event",
                         "referral": "referral"}
@@ -68,6 +71,46 @@ class CustomerErasedError(ConflictError):
             f"customer {customer_id} was erased: nothing more can be recorded about them",
             customer_id=str(customer_id), erased=True,
         )
+
+
+class MergeOfErasedError(ConflictError):
+    """An erased customer takes part in no merge or unmerge: nothing more is recorded about them."""
+
+    def __init__(self, customer_id: uuid.UUID, action: str) -> None:
+        super().__init__(
+            f"customer {customer_id} was erased: it cannot be {action} (nothing more is recorded about an erased "
+            "customer)",
+            customer_id=str(customer_id), erased=True,
+        )
+
+
+class AlreadyMergedError(ConflictError):
+    """The customer to absorb was merged into another already (by another merge)."""
+
+    def __init__(self, customer_id: uuid.UUID, survivor_id: uuid.UUID, merge_id: str) -> None:
+        super().__init__(
+            f"customer {customer_id} was merged into customer {survivor_id} already (merge {merge_id}): undo that "
+            "merge first to merge it elsewhere",
+            customer_id=str(customer_id), survivor_id=str(survivor_id), merge_id=merge_id,
+            fields={"absorb": [f"customer {customer_id} is merged into another already"]},
+        )
+
+
+class LaterMergeFirstError(ConflictError):
+    """A merge whose survivor was merged into another since cannot be undone before that later merge."""
+
+    def __init__(self, merge_id: str, survivor_id: uuid.UUID, later_merge_id: str | None,
+                 later_survivor_id: uuid.UUID) -> None:
+        super().__init__(
+            f"the survivor {survivor_id} of merge {merge_id} was merged into customer {later_survivor_id} since "
+            f"(merge {later_merge_id}): unmerge the later merge first",
+            merge_id=merge_id, survivor_id=str(survivor_id), later_merge_id=later_merge_id,
+        )
+
+
+class MergeNotFoundError(NotFoundError):
+    def __init__(self, merge_id: str) -> None:
+        super().__init__(f"merge {merge_id} not found", merge_id=merge_id)
 
 
 class InvalidCustomerDataError(InvalidRequestError):
@@ -152,6 +195,13 @@ class Customer(Aggregate):
         self.lead_ids: list[uuid.UUID] = []
         self.addresses: dict[str, dict[str, Any]] = {}
         self.erased_at: datetime | None = None
+        # Merges (see `merge_customers`): on an absorbed customer, where it went and by which merge.
+        self.merged_into: uuid.UUID | None = None
+        self.merge_id: str | None = None
+        # On a survivor: each customer absorbed into it (by str id) -> its merge id and consents as merged;
+        # and each consent channel a merge withdrew -> that merge and the survivor's own consent before it.
+        self.absorbed: dict[str, dict[str, Any]] = {}
+        self.withdrawn_by_merge: dict[str, dict[str, Any]] = {}
 
     @property
     def erased(self) -> bool:
@@ -304,6 +354,175 @@ class Customer(Aggregate):
     def _graded(self, grade: str, scores: dict[str, int], reason: str | None) -> None:
         self.grade = grade
         self.grade_scores = scores
+
+    # --- merge and unmerge (driven by `merge_customers` / `unmerge_customers`) --------------------
+
+    @property
+    def merged(self) -> bool:
+        """Absorbed into another customer: reads and commands go to the survivor instead."""
+        return self.merged_into is not None
+
+    @event("Merged")
+    def merge_into(self, survivor_id: uuid.UUID, merge_id: str, at: datetime) -> None:
+        self.merged_into = survivor_id
+        self.merge_id = merge_id
+
+    @event("Unmerged")
+    def unmerge_from(self, survivor_id: uuid.UUID, merge_id: str, at: datetime) -> None:
+        self.merged_into = None
+        self.merge_id = None
+
+    def absorb(self, merge_id: str, absorbed: list["Customer"], at: datetime) -> None:
+        """Take in `absorbed`: remember each one's consents as merged, and withdraw each channel this
+        customer consents to that any of them does not (the most restrictive consent wins)."""
+        consents = {str(c.id): {channel: bool(entry.get("granted")) for channel, entry in c.consents.items()}
+                    for c in absorbed}
+        withdrawn = {
+            channel: dict(entry) for channel, entry in self.consents.items()
+            # A granted entry is the survivor's own (a merge's is a withdrawal), whatever an earlier merge did.
+            if entry.get("granted") and not all(given.get(channel) for given in consents.values())
+        }
+        self._absorbed(merge_id, consents, withdrawn, at)
+        for channel in withdrawn:
+            self._consent_recorded(channel, False, merge_source(merge_id), at)
+
+    @event("Absorbed")
+    def _absorbed(self, merge_id: str, consents: dict[str, dict[str, bool]], withdrawn: dict[str, dict[str, Any]],
+                  at: datetime) -> None:
+        for customer_id, given in consents.items():
+            self.absorbed[customer_id] = {"merge_id": merge_id, "consents": given}
+        for channel, before in withdrawn.items():
+            self.withdrawn_by_merge[channel] = {"merge_id": merge_id, "before": before}
+
+    def give_back(self, merge_id: str, customer_ids: list[uuid.UUID], at: datetime) -> None:
+        """Let `customer_ids` go again, and give back each consent a merge withdrew that nothing restricts
+        any more: the consent the survivor had before, unless it was recorded anew since the merge (then
+        the newer one stands)."""
+        leaving = {str(c) for c in customer_ids}
+        staying = [given["consents"] for customer_id, given in self.absorbed.items() if customer_id not in leaving]
+        restored, settled = [], []
+        for channel, withdrawal in self.withdrawn_by_merge.items():
+            current = self.consents.get(channel) or {}
+            if current.get("source") != merge_source(withdrawal["merge_id"]):
+                settled.append(channel)  # recorded anew after the merge: that decision stands
+            elif all(given.get(channel) for given in staying):
+                restored.append(channel)
+        before = {channel: self.withdrawn_by_merge[channel]["before"] for channel in restored}
+        self._gave_back(merge_id, sorted(leaving), restored, settled, at)
+        for channel in restored:
+            self._consent_recorded(channel, before[channel]["granted"], before[channel]["source"],
+                                   before[channel]["at"])
+
+    @event("GaveBack")
+    def _gave_back(self, merge_id: str, customer_ids: list[str], restored: list[str], settled: list[str],
+                   at: datetime) -> None:
+        for customer_id in customer_ids:
+            self.absorbed.pop(customer_id, None)
+        for channel in (*restored, *settled):
+            self.withdrawn_by_merge.pop(channel, None)
+
+
+def merge_source(merge_id: str) -> str:
+    """The source of a consent a merge withdrew (how an unmerge knows it was not recorded anew since)."""
+    return f"merge {merge_id}"
+
+
+class Merge(Aggregate):
+    """One merge: which customers were absorbed into which survivor, when, and which were given back.
+    Its id derives from the merge id, so one merge id names one merge (a second merge under it collides)."""
+
+    @staticmethod
+    def id_for(merge_id: str) -> uuid.UUID:
+        return uuid.uuid5(MERGE_NAMESPACE, merge_id)
+
+    @staticmethod
+    def merge_id_for(command_id: str) -> str:
+        """The merge id of a merge whose client gave none: derived from its command, the same for every delivery."""
+        return f"merge-{uuid.uuid5(MERGE_COMMAND_NAMESPACE, command_id)}"
+
+    @classmethod
+    def create_id(cls, merge_id: str, survivor_id: uuid.UUID, absorbed: list[uuid.UUID], at: datetime) -> uuid.UUID:
+        return cls.id_for(merge_id)
+
+    @event("Started")
+    def __init__(self, merge_id: str, survivor_id: uuid.UUID, absorbed: list[uuid.UUID], at: datetime) -> None:
+        self.merge_id = merge_id
+        self.survivor_id = survivor_id
+        self.absorbed = list(absorbed)
+        self.merged_at = at
+        self.unmerged: dict[str, datetime] = {}
+
+    def still_merged(self, customer_ids: list[uuid.UUID] | None = None) -> list[uuid.UUID]:
+        """Of `customer_ids` (default: all it absorbed), those not given back yet; InvalidCustomerDataError
+        naming `customer_ids` for one this merge did not absorb, or for one named twice."""
+        chosen = self.absorbed if customer_ids is None else customer_ids
+        if len(set(chosen)) != len(chosen):
+            raise InvalidCustomerDataError("customer_ids", "names a customer twice")
+        strangers = [str(c) for c in chosen if c not in self.absorbed]
+        if strangers:
+            raise InvalidCustomerDataError(
+                "customer_ids", f"merge {self.merge_id} did not absorb {', '.join(strangers)}")
+        return [c for c in chosen if str(c) not in self.unmerged]
+
+    @property
+    def undone(self) -> bool:
+        return all(str(c) in self.unmerged for c in self.absorbed)
+
+    @event("Undone")
+    def undo(self, customer_ids: list[uuid.UUID], at: datetime) -> None:
+        for customer_id in customer_ids:
+            self.unmerged[str(customer_id)] = at
+
+
+def merge_customers(merge_id: str, survivor: Customer, absorbed: list[Customer], at: datetime) -> Merge:
+    """Merge `absorbed` into `survivor` (the final survivor: one not absorbed itself): each absorbed customer
+    records `Merged`, the survivor records what it took in (and the consents that withdraws), and the merge
+    is recorded for `unmerge_customers`. Save all of them together.
+
+    Refused: the survivor among the absorbed (InvalidCustomerDataError naming `absorb`), an erased customer
+    on either side (MergeOfErasedError), a customer merged into another already (AlreadyMergedError)."""
+    if survivor.merged_into is not None:
+        raise ValueError(f"customer {survivor.id} is absorbed: merge into its final survivor")
+    if not absorbed:
+        raise InvalidCustomerDataError("absorb", "name at least one customer to merge")
+    if len({c.id for c in absorbed}) != len(absorbed):
+        raise InvalidCustomerDataError("absorb", "names a customer twice")
+    for customer in absorbed:
+        if customer.id == survivor.id:
+            raise InvalidCustomerDataError(
+                "absorb", f"customer {survivor.id} is the survivor (or the one it was merged into): a customer "
+                          "cannot be merged into itself")
+    for customer in (survivor, *absorbed):
+        if customer.erased:
+            raise MergeOfErasedError(customer.id, "merged")
+    for customer in absorbed:
+        if customer.merged_into is not None:
+            raise AlreadyMergedError(customer.id, customer.merged_into, customer.merge_id or "")
+    survivor.absorb(merge_id, absorbed, at)
+    for customer in absorbed:
+        customer.merge_into(survivor.id, merge_id, at)
+    return Merge(merge_id=merge_id, survivor_id=survivor.id, absorbed=[c.id for c in absorbed], at=at)
+
+
+def unmerge_customers(merge: Merge, survivor: Customer, customers: list[Customer], at: datetime) -> None:
+    """Undo `merge` for `customers` (absorbed by it, not given back yet): each records `Unmerged`, the
+    survivor lets them go (restoring the consents only they withdrew), the merge records it. Save all.
+
+    Refused: an erased customer on either side (MergeOfErasedError); a survivor merged into another since
+    (LaterMergeFirstError: that later merge is undone first, so no service ever untangles a chain)."""
+    for customer in (survivor, *customers):
+        if customer.erased:
+            raise MergeOfErasedError(customer.id, "unmerged")
+    if survivor.merged_into is not None:
+        raise LaterMergeFirstError(merge.merge_id, survivor.id, survivor.merge_id, survivor.merged_into)
+    for customer in customers:
+        if customer.merged_into != survivor.id or customer.merge_id != merge.merge_id:
+            raise ConflictError(f"customer {customer.id} is not merged by merge {merge.merge_id}",
+                                customer_id=str(customer.id), merge_id=merge.merge_id)
+    survivor.give_back(merge.merge_id, [c.id for c in customers], at)
+    for customer in customers:
+        customer.unmerge_from(survivor.id, merge.merge_id, at)
+    merge.undo([c.id for c in customers], at)
 
 
 class ContactIds:

@@ -105,3 +105,23 @@ def customer_erased(event: Customer.Erased) -> IntegrationEvent:
         {"customer_id": event.originator_id, "request_id": event.request_id, "erased_at": event.at},
         customer_id=event.originator_id,
     )
+
+
+@translator.translates(Customer.Merged)
+def customer_merged(event: Customer.Merged) -> IntegrationEvent:
+    return integration_event(
+        contracts.CustomerMergedV1,
+        {"customer_id": event.originator_id, "survivor_id": event.survivor_id, "merge_id": event.merge_id,
+         "merged_at": event.at},
+        customer_id=event.originator_id,
+    )
+
+
+@translator.translates(Customer.Unmerged)
+def customer_unmerged(event: Customer.Unmerged) -> IntegrationEvent:
+    return integration_event(
+        contracts.CustomerUnmergedV1,
+        {"customer_id": event.originator_id, "survivor_id": event.survivor_id, "merge_id": event.merge_id,
+         "unmerged_at": event.at},
+        customer_id=event.originator_id,
+    )

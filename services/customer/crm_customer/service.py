@@ -10,10 +10,11 @@ from uuid import UUID
 from crm_contracts import customer as contracts
 from crm_contracts.fields import schema_of
 from crm_customer.application import Customers
-from crm_customer.domain import Customer
+from crm_customer.domain import Customer, Merge
 from crm_customer.policies import policies
 from crm_customer.publishing import translator
 from crm_runtime import config
+from crm_runtime.nameko.deadletters import ForgetsDeadLetters
 from crm_runtime.nameko.dependencies import EventSourcedApplication, PolicyConsumer
 from crm_runtime.nameko.leader import leader_timer
 from crm_runtime.nameko.rpc import aggregate_id, rpc
@@ -21,6 +22,7 @@ from crm_runtime.nameko.service import EventSourcedService
 
 _customer = contracts.CustomerSchema()
 _erasure = contracts.ErasureSchema()
+_merge = contracts.MergeSchema()
 #: How often the erasure ledger is re-applied (and at start): finishes an erasure a crash cut short,
 #: and after a restore from backup re-erases whoever the ledger file names (CRM_ERASURE_LEDGER_FILE).
 ERASURE_RECONCILE_INTERVAL = float(config.setting("ERASURE_RECONCILE_INTERVAL", "300"))
@@ -55,8 +57,21 @@ def customer_view(customer: Customer) -> dict[str, Any]:
     )
 
 
-class CustomerService(EventSourcedService):
-    """Customer master data: register, change profile, consent, credit rating, grading."""
+def merge_view(merge: Merge) -> dict[str, Any]:
+    """A merge as the RPC answer: the contract's MergeSchema, JSON-ready."""
+    return _merge.dump({
+        "merge_id": merge.merge_id,
+        "version": merge.version,
+        "survivor_id": merge.survivor_id,
+        "absorbed": [{"customer_id": c, "unmerged_at": merge.unmerged.get(str(c))} for c in merge.absorbed],
+        "merged_at": merge.merged_at,
+        "undone": merge.undone,
+    })
+
+
+class CustomerService(ForgetsDeadLetters, EventSourcedService):
+    """Customer master data: register, change profile, consent, credit rating, grading; merges and
+    erasure (the dead letters that name an erased customer purged: ForgetsDeadLetters)."""
 
     name = "customer"
     translator = translator
@@ -134,6 +149,23 @@ class CustomerService(EventSourcedService):
         return customer_view(customer)
 
     @rpc
+    def merge(self, survivor_id: str, payload: dict[str, Any], command_id: str | None = None) -> dict[str, Any]:
+        """Merge the customers the payload names into `survivor_id` (its final survivor, if merged itself)."""
+        request = schema_of(contracts.MergeCustomersRequest).load(payload)
+        merge = self.application.merge(customer_key(survivor_id), request["absorb"], request["merge_id"], command_id)
+        return merge_view(merge)
+
+    @rpc
+    def unmerge(self, merge_id: str, payload: dict[str, Any], command_id: str | None = None) -> dict[str, Any]:
+        """Undo merge `merge_id` for the customers the payload names (default: all it absorbed)."""
+        request = schema_of(contracts.UnmergeRequest).load(payload)
+        return merge_view(self.application.unmerge(merge_id, request["customer_ids"], command_id))
+
+    @rpc
+    def get_merge(self, merge_id: str) -> dict[str, Any]:
+        return merge_view(self.application.merge_of(merge_id))
+
+    @rpc
     def erase(self, customer_id: str, payload: dict[str, Any], command_id: str | None = None) -> dict[str, Any]:
         """Erase the customer (crypto-shredding); idempotent: asking again answers where it stands."""
         request = schema_of(contracts.EraseCustomerRequest).load(payload)
@@ -153,10 +185,19 @@ class CustomerService(EventSourcedService):
 
     @rpc
     def export(self, customer_id: str) -> dict[str, Any]:
-        """Everything this service holds about the customer (GDPR Art. 15/20): the record and its events."""
+        """Everything this service holds about the customer (GDPR Art. 15/20): the record and its events, and
+        `merged`: the same for each customer merged into it (the same person's duplicates, directly or through
+        merges of merges, not given back), with where (`merged_into`) and by which merge. A customer merged
+        into another is `moved` (its survivor's export holds it)."""
         key = customer_key(customer_id)
-        return {"record": customer_view(self.application.customer(key)),
-                "events": jsonable(self.application.history(key))}
+        customer = self.application.customer(key)
+        merged = [
+            {"customer_id": str(absorbed.id), "merged_into": str(absorbed.merged_into), "merge_id": absorbed.merge_id,
+             "record": customer_view(absorbed), "events": jsonable(self.application.history(absorbed.id))}
+            for absorbed in self.application.merged_into_it(key)
+        ]
+        return {"record": customer_view(customer), "events": jsonable(self.application.history(key)),
+                "merged": merged}
 
 
 def jsonable(value: Any) -> Any:

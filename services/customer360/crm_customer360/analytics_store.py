@@ -28,6 +28,7 @@ from typing import Any
 from psycopg2 import sql
 from psycopg2.extras import Json, execute_values
 
+from crm_contracts.vocabulary.marketing import CAMPAIGN_CONSENT_DEFAULT, campaign_consent_mapping
 from crm_customer360 import analytics
 from crm_customer360 import view as views
 from crm_runtime import config as settings
@@ -190,13 +191,8 @@ def of_customer(cur: Any, customer_id: str) -> dict[str, Any] | None:
 
 
 #: The consent channel a campaign channel needs (DOMAIN.md: consent per channel); empty: none needed. A
-#: campaign channel missing here targets nobody. CAMPAIGN_CONSENT_CHANNELS="email=email,telephone=phone,...".
-CAMPAIGN_CONSENT = {
-    channel.strip(): consent.strip() or None
-    for channel, _, consent in (item.partition("=") for item in settings.setting(
-        "CAMPAIGN_CONSENT_CHANNELS", "email=email,telephone=phone,sms=sms,traditional=post,online=").split(",")
-        if item.strip())
-}
+#: campaign channel missing here targets nobody (crm_contracts.vocabulary.marketing).
+CAMPAIGN_CONSENT = campaign_consent_mapping(settings.setting("CAMPAIGN_CONSENT_CHANNELS", CAMPAIGN_CONSENT_DEFAULT))
 
 #: Filters on the view's own columns and document (customer_view v), beside the analytics' (customer_analytics a).
 _VIEW_FILTERS = {

@@ -57,6 +57,28 @@ CREATE TABLE IF NOT EXISTS view_clock (
     as_of timestamptz
 );
 INSERT INTO view_clock (one, as_of) VALUES (true, NULL) ON CONFLICT (one) DO NOTHING;
+-- Merged customers (view.py's docstring): each customer's own view (part) while it is in a merge, the
+-- merges' links, and the customer each record (order, opportunity, case, survey, loyalty account) belongs to.
+CREATE TABLE IF NOT EXISTS customer_part (
+    customer_id uuid PRIMARY KEY,
+    doc jsonb NOT NULL
+);
+CREATE TABLE IF NOT EXISTS customer_merge (
+    merge_id text NOT NULL,
+    customer_id uuid NOT NULL,
+    survivor_id uuid NOT NULL,
+    merged_at timestamptz NOT NULL,
+    unmerged_at timestamptz,
+    PRIMARY KEY (merge_id, customer_id)
+);
+CREATE INDEX IF NOT EXISTS customer_merge_absorbed ON customer_merge (customer_id) WHERE unmerged_at IS NULL;
+CREATE INDEX IF NOT EXISTS customer_merge_survivor ON customer_merge (survivor_id) WHERE unmerged_at IS NULL;
+CREATE TABLE IF NOT EXISTS record_owner (
+    origin text NOT NULL,
+    record_id text NOT NULL,
+    customer_id uuid NOT NULL,
+    PRIMARY KEY (origin, record_id)
+);
 CREATE TABLE IF NOT EXISTS customer_search (
     term text COLLATE "C" NOT NULL,
     sort_name text COLLATE "C",
@@ -97,6 +119,28 @@ def create_tables(cur: Any, with_indexes: bool = True) -> None:
     if with_indexes:
         create_indexes(cur)
     create_tracking_table(cur)
+    _fill_record_owners(cur)
+
+
+def _fill_record_owners(cur: Any) -> None:
+    """A view folded before records had owners (view.assign_owners): each record's owner is the customer of
+    its first timeline row (no merge existed then, so the customer its first event carried). Runs once, in
+    the migration, while writers of the timeline wait."""
+    cur.execute("SELECT EXISTS (SELECT 1 FROM record_owner) OR NOT EXISTS (SELECT 1 FROM timeline)")
+    if cur.fetchone()[0]:
+        return
+    cur.execute("LOCK TABLE timeline IN SHARE MODE")
+    record = "CASE origin {} END".format(" ".join(
+        "WHEN '{}' THEN CASE {} END".format(origin, " ".join(
+            f"WHEN coalesce(payload ->> '{field}', '') <> '' THEN '{field}:' || (payload ->> '{field}')"
+            for field in fields))
+        for origin, fields in views.RECORD_FIELDS.items()))
+    cur.execute(
+        "INSERT INTO record_owner (origin, record_id, customer_id) "
+        "SELECT DISTINCT ON (origin, record_id) origin, record_id, customer_id FROM "
+        f"(SELECT origin, position, customer_id, {record} AS record_id FROM timeline "
+        " WHERE customer_id IS NOT NULL AND lead_id IS NULL) AS rows "
+        "WHERE record_id IS NOT NULL ORDER BY origin, record_id, position ON CONFLICT DO NOTHING")
 
 
 def create_indexes(cur: Any) -> None:
@@ -183,25 +227,44 @@ def apply_batch(cur: Any, envelopes: list[dict[str, Any]]) -> None:
     Lead events (no customer id) are folded into `lead_view`; once customer.lead_linked says which
     customer a lead became, in either order of arrival, the lead is shown in that customer's view and
     its timeline rows get the customer id (view.py's docstring tells the whole rule).
+
+    Merged customers (view.py's docstring): an event is folded into its owner's part; the row locked
+    and written is the `customer_view` row of the customer that shows that part (its final survivor,
+    or itself), so every writer of a merged customer's parts holds its survivor's row. A customer alone
+    is its own part (its `customer_view` row, no `customer_part` row); a customer in a merge keeps its
+    part in `customer_part` and only the survivor has a `customer_view` row, the combined one. A batch
+    with a merge or an unmerge takes the view clock exclusively (merges are rare), so links never
+    change under another batch.
     """
     lead_ids = sorted({lead_id for e in envelopes if (lead_id := views.lead_id_of(e)) is not None})
-    direct = {views.key(e["customer_id"]) for e in envelopes
-              if e.get("customer_id") and not (e["type"] in views.LEAD_EVENTS and views.lead_id_of(e))}
+    direct = [e for e in envelopes if e.get("customer_id") and not (e["type"] in views.LEAD_EVENTS
+                                                                     and views.lead_id_of(e))]
     if not lead_ids and not direct:
         return  # nothing about a customer or a lead: campaigns, FAQ articles, types unknown here
-    clock = _clock(cur, lock="FOR SHARE")
+    merges = [e for e in direct if e["type"] in views.MERGE_EVENTS]
+    clock = _clock(cur, lock="FOR UPDATE" if merges else "FOR SHARE")
     leads = {lead_id: {**views.empty_lead(lead_id), **doc}
              for lead_id, doc in _lock(cur, "lead_view", "lead_id", lead_ids)}
     linked_before = {lead_id: lead["customer_id"] for lead_id, lead in leads.items()}
-    customer_ids = sorted(direct | {c for c in linked_before.values() if c})
+    owners = _record_owners(cur, direct)
+    new_owners = views.assign_owners(owners, direct)
+    linking = {views.key(e["payload"][field]) for e in merges for field in ("customer_id", "survivor_id")}
+    own_ids = sorted({owner for e in direct if (owner := views.owner_of(e, owners))}
+                     | {c for c in linked_before.values() if c} | linking)
+    roots_before = _roots(cur, own_ids)
+    for merge in merges:
+        _record_merge(cur, merge)
+    roots_after = _roots(cur, own_ids) if merges else roots_before
+    groups = _members(cur, sorted(set(roots_after.values())))
+    gone = sorted(set(roots_before.values()) - set(groups))  # shown before, merged into another now
     # A row folded by an older version lacks newer fields: they start empty (a rebuild fills them).
-    customers = {cid: {**views.empty_view(cid), **doc}
-                 for cid, doc in _lock(cur, "customer_view", "customer_id", customer_ids)}
-    named_before = {cid: _named(doc) for cid, doc in customers.items()}
-    touched = views.fold_batch(customers, leads, envelopes)
-    for cid in touched:
-        views.finish(customers[cid], clock)
-    if touched:
+    shown_before = dict(_lock(cur, "customer_view", "customer_id", sorted(set(groups) | set(gone))))
+    named_before = {cid: _named(doc) for cid, doc in shown_before.items()}
+    parts = _parts(cur, sorted({m for members in groups.values() for m in members}), shown_before)
+    changed = views.fold_batch(parts, leads, envelopes, owners) | linking
+    written = {root: members for root, members in groups.items() if changed.intersection(members)}
+    shown = {root: views.show(root, {m: parts[m] for m in members}, clock) for root, members in written.items()}
+    if shown:
         _json_rows(
             cur,
             "INSERT INTO customer_view (customer_id, name, email, lifecycle_stage, last_activity_at, doc) "
@@ -210,11 +273,20 @@ def apply_batch(cur: Any, envelopes: list[dict[str, Any]]) -> None:
             "ON CONFLICT (customer_id) DO UPDATE SET name = EXCLUDED.name, email = EXCLUDED.email, "
             "lifecycle_stage = EXCLUDED.lifecycle_stage, last_activity_at = EXCLUDED.last_activity_at, "
             "doc = EXCLUDED.doc",
-            [_customer_record(cid, customers[cid]) for cid in sorted(touched)],
+            [_customer_record(cid, shown[cid]) for cid in sorted(shown)],
         )
-        _update_search_terms(cur, named_before, {cid: _named(customers[cid]) for cid in touched})
+        _store_parts(cur, written, parts)
         # Their analytics, against the newest model, in the same transaction (analytics_store).
-        analytics_store.apply(cur, {cid: customers[cid] for cid in touched})
+        analytics_store.apply(cur, shown)
+    if gone:
+        cur.execute("DELETE FROM customer_view WHERE customer_id = ANY(%s::uuid[])", (gone,))
+        cur.execute("DELETE FROM customer_analytics WHERE customer_id = ANY(%s::uuid[])", (gone,))
+    _update_search_terms(cur, named_before, {**{cid: _named(doc) for cid, doc in shown.items()},
+                                             **{cid: (None, None) for cid in gone}})
+    if new_owners:
+        execute_values(cur, "INSERT INTO record_owner (origin, record_id, customer_id) VALUES %s "
+                            "ON CONFLICT (origin, record_id) DO NOTHING",
+                       [(origin, record, cid) for (origin, record), cid in sorted(new_owners.items())], page_size=1000)
     if leads:
         execute_values(
             cur,
@@ -226,7 +298,8 @@ def apply_batch(cur: Any, envelopes: list[dict[str, Any]]) -> None:
     rows = []
     for e in envelopes:
         lead_id = views.lead_id_of(e) if e["type"] in views.LEAD_EVENTS else None
-        customer_id = leads[lead_id]["customer_id"] if lead_id else e.get("customer_id")
+        # Each row says whose it is: the part it was folded into (shown under that customer's survivor).
+        customer_id = leads[lead_id]["customer_id"] if lead_id else views.owner_of(e, owners)
         if lead_id or customer_id:
             rows.append({"origin": e["origin"], "position": e["position"], "customer_id": customer_id,
                          "lead_id": lead_id, "event_id": e["event_id"], "type": e["type"], "occurred_at":
@@ -249,9 +322,105 @@ def apply_batch(cur: Any, envelopes: list[dict[str, Any]]) -> None:
             "WHERE timeline.lead_id = link.lead_id::uuid AND timeline.customer_id IS NULL",
             newly_linked,
         )
-    erased = sorted(cid for cid in touched if customers[cid].get("erased_at"))
+    erased = sorted(cid for members in written.values() for cid in members if parts[cid].get("erased_at"))
     if erased:
         forget_erased(cur, erased)
+
+
+def _record_owners(cur: Any, envelopes: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    """The stored owners of the records these envelopes are about (view.assign_owners adds the new ones).
+    Only the records' own origin writes them, one batch at a time (the inbox), so no lock is needed."""
+    records = sorted({(e["origin"], record) for e in envelopes if (record := views.record_of(e)) is not None})
+    if not records:
+        return {}
+    cur.execute("SELECT o.origin, o.record_id, o.customer_id::text FROM record_owner AS o "
+                "JOIN unnest(%s::text[], %s::text[]) AS r (origin, record_id) USING (origin, record_id)",
+                ([origin for origin, _ in records], [record for _, record in records]))
+    return {(origin, record): cid for origin, record, cid in cur.fetchall()}
+
+
+def _record_merge(cur: Any, envelope: dict[str, Any]) -> None:
+    """Record a merge's link, or end it (view.apply_merge, in the table)."""
+    payload = envelope["payload"]
+    absorbed = views.key(payload["customer_id"])
+    if envelope["type"] == "customer_merged":
+        merged_at = payload.get("merged_at") or envelope["occurred_at"]
+        # A later merge of the same customer replaces the link in force (as apply_merge does).
+        cur.execute("UPDATE customer_merge SET unmerged_at = %s WHERE customer_id = %s AND unmerged_at IS NULL "
+                    "AND merge_id <> %s", (merged_at, absorbed, payload["merge_id"]))
+        cur.execute("INSERT INTO customer_merge (merge_id, customer_id, survivor_id, merged_at) "
+                    "VALUES (%s, %s, %s, %s) ON CONFLICT (merge_id, customer_id) DO UPDATE SET "
+                    "survivor_id = EXCLUDED.survivor_id, merged_at = EXCLUDED.merged_at, unmerged_at = NULL",
+                    (payload["merge_id"], absorbed, views.key(payload["survivor_id"]), merged_at))
+    else:
+        cur.execute("UPDATE customer_merge SET unmerged_at = %s WHERE merge_id = %s AND customer_id = %s "
+                    "AND unmerged_at IS NULL",
+                    (payload.get("unmerged_at") or envelope["occurred_at"], payload["merge_id"], absorbed))
+
+
+#: Bound on merges of merges followed (a cycle, which the customer service never makes, stops there).
+_MAX_DEPTH = 64
+
+
+def _roots(cur: Any, customer_ids: list[str]) -> dict[str, str]:
+    """The customer that shows each of `customer_ids` (view.root_of, over the merges in force)."""
+    if not customer_ids:
+        return {}
+    cur.execute(
+        "WITH RECURSIVE up (start, id, depth) AS ("
+        " SELECT id, id, 0 FROM unnest(%s::uuid[]) AS id"
+        " UNION ALL SELECT up.start, m.survivor_id, up.depth + 1 FROM up JOIN customer_merge AS m"
+        " ON m.customer_id = up.id AND m.unmerged_at IS NULL WHERE up.depth < %s) "
+        "SELECT DISTINCT ON (start) start::text, id::text FROM up ORDER BY start, depth DESC, id",
+        (customer_ids, _MAX_DEPTH))
+    return dict(cur.fetchall())
+
+
+def _members(cur: Any, roots: list[str]) -> dict[str, list[str]]:
+    """Each root with the customers it shows (view.members_of): itself first, then the others in id order."""
+    if not roots:
+        return {}
+    cur.execute(
+        "WITH RECURSIVE down (root, id, depth) AS ("
+        " SELECT id, id, 0 FROM unnest(%s::uuid[]) AS id"
+        " UNION ALL SELECT down.root, m.customer_id, down.depth + 1 FROM down JOIN customer_merge AS m"
+        " ON m.survivor_id = down.id AND m.unmerged_at IS NULL WHERE down.depth < %s) "
+        "SELECT root::text, id::text FROM down WHERE id <> root ORDER BY root, id",
+        (roots, _MAX_DEPTH))
+    groups: dict[str, list[str]] = {root: [root] for root in roots}
+    for root, member in cur.fetchall():
+        if member not in groups[root]:
+            groups[root].append(member)
+    return groups
+
+
+def survivor_of(cur: Any, customer_id: str) -> str | None:
+    """The final survivor of a customer merged into another (MovedError), or None for one not merged."""
+    root = _roots(cur, [views.key(customer_id)]).get(views.key(customer_id))
+    return root if root is not None and root != views.key(customer_id) else None
+
+
+def _parts(cur: Any, customer_ids: list[str], shown: dict[str, dict[str, Any]]) -> dict[str, views.View]:
+    """Each customer's own view: its `customer_part` row while in a merge, else its shown row (alone)."""
+    cur.execute("SELECT customer_id::text, doc::text FROM customer_part WHERE customer_id = ANY(%s::uuid[])",
+                (customer_ids,))
+    stored = {cid: orjson.loads(doc) for cid, doc in cur.fetchall()}
+    parts = {}
+    for cid in customer_ids:
+        doc = stored[cid] if cid in stored else shown.get(cid) or {}
+        parts[cid] = {**views.empty_view(cid), **{k: v for k, v in doc.items() if k != "merged_from"}}
+    return parts
+
+
+def _store_parts(cur: Any, written: dict[str, list[str]], parts: dict[str, views.View]) -> None:
+    """Keep the parts of customers in a merge; a customer alone again has none (its shown row is its part)."""
+    kept = [(cid, _json(parts[cid])) for members in written.values() if len(members) > 1 for cid in members]
+    alone = [root for root, members in written.items() if len(members) == 1]
+    if kept:
+        execute_values(cur, "INSERT INTO customer_part (customer_id, doc) VALUES %s "
+                            "ON CONFLICT (customer_id) DO UPDATE SET doc = EXCLUDED.doc", sorted(kept), page_size=1000)
+    if alone:
+        cur.execute("DELETE FROM customer_part WHERE customer_id = ANY(%s::uuid[])", (alone,))
 
 
 def forget_erased(cur: Any, customer_ids: list[str]) -> None:
@@ -403,16 +572,23 @@ def _run_prepared(cur: Any, name: str, types: str, statement: str, args: tuple[A
 
 
 #: One customer's 360 answer, built by PostgreSQL as JSON text in one statement: the view's document,
-#: its newest timeline entries, its event count and its analytics (null before the first refresh).
-CUSTOMER_360_SQL = """
+#: its newest timeline entries (with those of the customers merged into it: each entry names the customer
+#: it is about), its event count and its analytics (null before the first refresh).
+TIMELINE_ENTRY_SQL = """jsonb_build_object('origin', t.origin, 'position', t.position, 'event_id', t.event_id,
+    'type', t.type, 'occurred_at', t.occurred_at, 'summary', t.summary, 'customer_id', t.customer_id)"""
+TIMELINE_ORDER_SQL = "occurred_at DESC, origin, position DESC"
+CUSTOMER_360_SQL = f"""
 SELECT (v.doc || jsonb_build_object(
     'timeline', coalesce((
-        SELECT jsonb_agg(jsonb_build_object('origin', t.origin, 'position', t.position, 'event_id', t.event_id,
-                                            'type', t.type, 'occurred_at', t.occurred_at, 'summary', t.summary)
-                         ORDER BY t.occurred_at DESC, t.origin, t.position DESC)
-        FROM (SELECT origin, position, event_id, type, occurred_at, summary FROM timeline
-              WHERE customer_id = v.customer_id ORDER BY occurred_at DESC, origin, position DESC
-              LIMIT $2) AS t), '[]'::jsonb),
+        SELECT jsonb_agg({TIMELINE_ENTRY_SQL} ORDER BY t.occurred_at DESC, t.origin, t.position DESC)
+        FROM (SELECT * FROM (
+            (SELECT origin, position, event_id, type, occurred_at, summary, customer_id FROM timeline
+             WHERE customer_id = v.customer_id ORDER BY {TIMELINE_ORDER_SQL} LIMIT $2)
+            UNION ALL
+            (SELECT origin, position, event_id, type, occurred_at, summary, customer_id FROM timeline
+             WHERE customer_id = ANY(ARRAY(SELECT jsonb_array_elements_text(v.doc -> 'merged_from')::uuid))
+             ORDER BY {TIMELINE_ORDER_SQL} LIMIT $2)) AS shown
+            ORDER BY {TIMELINE_ORDER_SQL} LIMIT $2) AS t), '[]'::jsonb),
     'timeline_total', (SELECT coalesce(sum(n::bigint), 0) FROM jsonb_each_text(v.doc -> 'events') AS e (origin, n)),
     'analytics', a.doc))::text
 FROM customer_view AS v LEFT JOIN customer_analytics AS a ON a.customer_id = v.customer_id
@@ -510,7 +686,9 @@ def all_rows(cur: Any) -> dict[str, list[tuple[Any, ...]]]:
     tables = {}
     for table, order in (("customer_view", "customer_id"), ("lead_view", "lead_id"), ("timeline", "origin, position"),
                          ("view_clock", "one"), ("customer_search", "term, customer_id"), ("analytics_model", "as_of"),
-                         ("customer_analytics", "customer_id"), ("saved_segment", "segment_id")):
+                         ("customer_analytics", "customer_id"), ("saved_segment", "segment_id"),
+                         ("customer_part", "customer_id"), ("customer_merge", "merge_id, customer_id"),
+                         ("record_owner", "origin, record_id")):
         cur.execute(f"SELECT * FROM {table} ORDER BY {order}")
         tables[table] = cur.fetchall()
     return tables

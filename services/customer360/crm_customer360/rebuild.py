@@ -15,9 +15,10 @@ An event that can never apply is parked in the rebuilt view as in the live one (
 so one poison event does not make every rebuild fail.
 
 Every table of the read model is rebuilt (create_tables: customer_view, lead_view, timeline,
-view_clock). The rebuilt view takes the live view's clock, the instant its time-based stages are
-computed as of (readmodel.advance_clock), so its rows equal the live ones: first once before the
-swap, then again under the swap's locks should a refresh have moved the live clock meanwhile.
+view_clock, and for merged customers customer_part, customer_merge, record_owner). The rebuilt view
+takes the live view's clock, the instant its time-based stages are computed as of
+(readmodel.advance_clock), so its rows equal the live ones: first once before the swap, then again
+under the swap's locks should a refresh have moved the live clock meanwhile.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ def rebuild(fetch: Fetch, origins: list[str], page: int = 5000) -> RebuildReport
 #: The tables a rebuild fills in bulk: unlogged while it does (no write-ahead log for rows rewritten page
 #: after page), made logged (written to the log once) before the swap, or a database crash would empty
 #: the view after it.
-BULK_TABLES = ("customer_view", "lead_view", "timeline", "customer_search")
+BULK_TABLES = ("customer_view", "lead_view", "timeline", "customer_search", "customer_part", "record_owner")
 
 
 def _set_logged(cur: Any, logged: bool) -> None:

@@ -13,7 +13,7 @@ from nameko.standalone.rpc import ClusterRpcProxy
 
 from crm_contracts.analytics import MAX_ANALYTICS_PAGE_SIZE
 from crm_contracts.customer360 import MAX_PAGE_SIZE
-from crm_contracts.errors import InvalidRequestError, NotFoundError
+from crm_contracts.errors import InvalidRequestError, MovedError, NotFoundError
 from crm_customer360 import analytics_store, duplicates, readmodel, reports, segments
 from crm_customer360.rebuild import rebuild, rebuild_report
 from crm_customer360.view_as_of import customer_360_as_of
@@ -60,12 +60,16 @@ class Customer360Service(ServiceWithHealth):
     @rpc
     def view(self, customer_id: str, as_of: str | None = None) -> dict[str, Any] | RawJson:
         """The 360 view now, with its analytics (JSON text, as PostgreSQL built it); or as it stood at `as_of`
-        (ISO 8601 with an offset, not ahead)."""
+        (ISO 8601 with an offset, not ahead). A customer merged into another is MovedError (the gateway's
+        308 to the survivor); as of an instant before its merge, it is shown as it stood then."""
         # Now: one statement, autocommit. As of an instant: several reads, in one transaction.
         cursor = self.reads if as_of is None else self.db
         now = readmodel.customer_360_json(cursor, customer_id)  # an unknown customer is 404 whatever the instant
         found: dict[str, Any] | RawJson | None = None if now is None else RawJson(now)
-        if found is not None and as_of is not None:
+        survivor = readmodel.survivor_of(cursor, customer_id) if now is None else None
+        if survivor is not None and as_of is None:
+            raise MovedError(customer_id, survivor)
+        if (found is not None or survivor is not None) and as_of is not None:
             found = customer_360_as_of(self.db, customer_id, _past(as_of))
         if found is None:
             raise Customer360NotFoundError(f"no 360 view of customer {customer_id} (yet)", customer_id=customer_id)
@@ -129,6 +133,8 @@ class Customer360Service(ServiceWithHealth):
     def duplicates_of(self, customer_id: str, threshold: float | None = None, limit: int = 20) -> dict[str, Any]:
         """The customer's candidate duplicates with reasons and scores (crm_customer360.duplicates)."""
         found = duplicates.candidates_of(self.db, customer_id, _threshold(threshold), max(1, min(100, int(limit))))
+        if found is None and (survivor := readmodel.survivor_of(self.db, customer_id)) is not None:
+            raise MovedError(customer_id, survivor)
         if found is None:
             raise Customer360NotFoundError(f"no 360 view of customer {customer_id} (yet)", customer_id=customer_id)
         return {"customer_id": customer_id, "candidates": found}

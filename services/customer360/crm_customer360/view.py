@@ -40,12 +40,42 @@ seen (`last_activity_at`) and the view's clock (`clock`), an instant stored with
 periodic refresh moves forward (readmodel.advance_clock) and a rebuild copies. Both are facts of the
 view, so a rebuild computes the same stages.
 
+Merged customers (customer.customer_merged / customer_unmerged)
+----------------------------------------------------------------
+Every original customer keeps its own view, its *part*, folded from the events about it; a merge only
+changes which parts are shown together. The customer a merge absorbed is shown by its survivor (the
+final one, following merges of merges): `show` combines the survivor's part with the parts of every
+customer merged into it (`combine`) and finishes the result, so a merge and an unmerge are pure
+changes of the links (`apply_merge`), never of the facts, and unmerging gives each customer back
+exactly its own part. Parts fold in any interleaving as before; the links fold in customer order; the
+shown view is a function of both, so a rebuild still equals the live view.
+
+Which part an event belongs to is decided per *record* (an order, an opportunity, a case, a survey, a
+loyalty account: `record_of`): the part of the customer the record's first event carried
+(`assign_owners`). The services re-point an absorbed customer's records to the survivor, and give
+them back on unmerge, so later events of one record may carry the survivor's id or the absorbed
+one's: the record stays in its first customer's part whichever they carry, shown under the survivor
+while merged and given back with the part on unmerge. A record first seen carrying the survivor's id
+(created after the merge) stays the survivor's. An event that carries an absorbed id and no record
+(or a record first seen with that id, e.g. created by a service that had not re-pointed yet) belongs
+to that absorbed customer: it is shown under the survivor while merged and goes back with the
+absorbed customer on unmerge (it was about them: the id says so).
+
+Merge bookkeeping (customer_merged, customer_unmerged, and any event carrying a `merge_id`, such as a
+service's re-pointing of a record) is shown on the timeline but is not the customer's activity: it is
+not counted in `events` and moves no first/last activity, so an unmerged customer's view is its view
+from before the merge plus what happened to it since.
+
+Erasure: erasing a survivor erases the merged view, so the parts merged into it are forgotten too
+(`show` gives each the survivor's `erased_at`); an absorbed customer erased on its own is forgotten in
+its part only.
+
 Money is decimal strings, summed in Decimal, per currency (no exchange rates here).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from copy import deepcopy
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -98,6 +128,20 @@ NOT_ABOUT_A_CUSTOMER = frozenset(
      "faq_published", "faq_retired"}
 )
 
+#: customer events that link or unlink a customer to its survivor (`apply_merge`), folded into no part.
+MERGE_EVENTS = frozenset({"customer_merged", "customer_unmerged"})
+#: A service's re-pointing of one of its records to a merge's survivor, or back (they carry a `merge_id`):
+#: shown on the timeline of the record's owner, changing nothing else (the record stays in its part).
+RECORD_MOVES = frozenset({"order_customer_changed", "opportunity_customer_changed", "case_customer_changed",
+                          "survey_customer_changed"})
+#: The payload fields naming the record an event of each origin is about (the first present decides).
+RECORD_FIELDS = {
+    "sales": ("opportunity_id",),
+    "order": ("order_id",),
+    "service": ("case_id", "survey_id"),
+    "loyalty": ("account_id",),
+}
+
 TIMELINE_SUMMARIES = {
     # customer
     "customer_registered": "registered via {source_channel}",
@@ -108,6 +152,8 @@ TIMELINE_SUMMARIES = {
     "customer_address_changed": "{kind} address changed",
     "lead_linked": "became a customer from lead {name} ({matched_by})",
     "customer_erased": "customer erased (request {request_id})",
+    "customer_merged": "merged into customer {survivor_id} (merge {merge_id})",
+    "customer_unmerged": "given back its own record from customer {survivor_id} (merge {merge_id})",
     # marketing
     "lead_captured": "lead captured from {channel}",
     "lead_scored": "lead scored {score}",
@@ -115,6 +161,7 @@ TIMELINE_SUMMARIES = {
     "lead_qualified": "lead qualified with score {score}",
     "lead_disqualified": "lead disqualified: {reason}",
     "lead_converted": "lead converted, estimated {estimated_amount} {currency}",
+    "campaign_member_reached": "reached by campaign {campaign_id}",
     # sales
     "opportunity_opened": "opportunity opened: {title} ({amount} {currency}, {owner})",
     "opportunity_stage_changed": "opportunity moved from {from_stage} to {to_stage}",
@@ -126,6 +173,7 @@ TIMELINE_SUMMARIES = {
     "quote_rejected": "quote v{quote_version} rejected",
     "opportunity_won": "opportunity won: {total} {currency} ({owner})",
     "opportunity_lost": "opportunity lost: {reason}",
+    "opportunity_customer_changed": "opportunity moved to customer {customer_id} ({change}, merge {merge_id})",
     # order
     "order_placed": "order placed: {total} {currency}",
     "order_confirmed": "order confirmed",
@@ -137,6 +185,7 @@ TIMELINE_SUMMARIES = {
     "order_cancelled": "order cancelled: {reason}",
     "order_return_recorded": "return {return_id} recorded: refund {refund} {currency}",
     "order_refunded": "order refunded: {amount} {currency}",
+    "order_customer_changed": "order moved to customer {customer_id} ({change}, merge {merge_id})",
     # service
     "case_opened": "case opened via {channel}: {subject}",
     "case_acknowledged": "case acknowledged, answer due by {respond_by}",
@@ -156,6 +205,8 @@ TIMELINE_SUMMARIES = {
     "survey_requested": "satisfaction survey requested for {subject}",
     "survey_answered": "satisfaction survey of {subject} answered: {score}/5",
     "survey_completed": "case satisfaction survey answered: {score}/5",
+    "case_customer_changed": "case moved to customer {customer_id} ({change}, merge {merge_id})",
+    "survey_customer_changed": "survey moved to customer {customer_id} ({change}, merge {merge_id})",
     # loyalty
     "loyalty_account_enrolled": "enrolled in the loyalty programme ({tier})",
     "points_earned": "earned {points} points",
@@ -163,6 +214,7 @@ TIMELINE_SUMMARIES = {
     "points_expired": "{points} points expired",
     "points_taken_back": "{points} points taken back",
     "tier_changed": "loyalty tier changed from {from_tier} to {to_tier}",
+    "loyalty_points_moved": "{points} points moved {direction} ({reason}, merge {merge_id})",
     "retention_benefit_granted": "benefit granted: {description}",
 }
 
@@ -220,13 +272,19 @@ def apply(view: View | None, envelope: Envelope, clock: str | None = None) -> Vi
     return fresh
 
 
-def fold_batch(customers: dict[str, View], leads: dict[str, Lead], envelopes: list[Envelope]) -> set[str]:
+def fold_batch(customers: dict[str, View], leads: dict[str, Lead], envelopes: list[Envelope],
+               owners: dict[tuple[str, str], str] | None = None) -> set[str]:
     """Fold `envelopes` into the views and leads given (keyed by `key`), creating what is missing.
 
-    Returns the ids of the customers touched; call `finish` on each before showing or storing it.
+    `customers` are the customers' own views (their *parts*, see the module docstring): an event is
+    folded into the part of its record's owner (`owners`, filled by `assign_owners` for records seen
+    first here), else of the customer it carries. Merge events are not folded (`apply_merge`).
+    Returns the ids of the customers touched; call `finish` (or `show`) before showing or storing them.
     The caller provides every lead the batch names (`lead_ids_of`) and every customer those leads
     link to, so the batch needs nothing else.
     """
+    owners = {} if owners is None else owners
+    assign_owners(owners, envelopes)
     touched: set[str] = set()
     for envelope in envelopes:
         lead_id = lead_id_of(envelope)
@@ -237,9 +295,9 @@ def fold_batch(customers: dict[str, View], leads: dict[str, Lead], envelopes: li
                 attach_lead(customers.setdefault(lead["customer_id"], empty_view(lead["customer_id"])), lead)
                 touched.add(lead["customer_id"])
             continue
-        if not envelope.get("customer_id"):
-            continue  # not about one customer (a campaign, the FAQ), or a type this view does not know
-        customer_id = key(envelope["customer_id"])
+        customer_id = owner_of(envelope, owners)
+        if customer_id is None or envelope["type"] in MERGE_EVENTS:
+            continue  # not about one customer (a campaign, the FAQ), or a link between customers
         view = customers.setdefault(customer_id, empty_view(customer_id))
         fold_into(view, envelope)
         touched.add(customer_id)
@@ -249,6 +307,41 @@ def fold_batch(customers: dict[str, View], leads: dict[str, Lead], envelopes: li
                 lead["customer_id"] = customer_id
                 attach_lead(view, lead)
     return touched
+
+
+def record_of(envelope: Envelope) -> str | None:
+    """The record (order, opportunity, case, survey, loyalty account) an event is about, as "field:id"."""
+    payload = envelope["payload"]
+    for field in RECORD_FIELDS.get(envelope["origin"], ()):
+        if payload.get(field):
+            return f"{field}:{payload[field]}"
+    return None
+
+
+def assign_owners(owners: dict[tuple[str, str], str], envelopes: list[Envelope]) -> dict[tuple[str, str], str]:
+    """Give each record first seen in `envelopes` (in its origin's order) the customer its first event
+    carries, for good; returns the records assigned here."""
+    assigned = {}
+    for envelope in envelopes:
+        record = record_of(envelope) if envelope.get("customer_id") else None
+        if record is not None and (envelope["origin"], record) not in owners:
+            owners[(envelope["origin"], record)] = assigned[(envelope["origin"], record)] = key(
+                envelope["customer_id"])
+    return assigned
+
+
+def owner_of(envelope: Envelope, owners: Mapping[tuple[str, str], str]) -> str | None:
+    """The customer whose part `envelope` belongs to: its record's owner, else the customer it carries."""
+    if not envelope.get("customer_id"):
+        return None
+    record = record_of(envelope)
+    owner = owners.get((envelope["origin"], record)) if record is not None else None
+    return owner or key(envelope["customer_id"])
+
+
+def is_merge_bookkeeping(envelope: Envelope) -> bool:
+    """A merge, an unmerge, or a service's re-pointing of a record under a merge: not the customer's activity."""
+    return envelope["type"] in MERGE_EVENTS or "merge_id" in envelope["payload"]
 
 
 def lead_id_of(envelope: Envelope) -> str | None:
@@ -261,10 +354,11 @@ def lead_id_of(envelope: Envelope) -> str | None:
 
 def fold_into(view: View, envelope: Envelope) -> None:
     """Apply one customer's `envelope` to `view` in place (the facts only; `finish` derives the rest)."""
-    occurred = envelope["occurred_at"]
-    view["first_seen_at"] = _earliest(view["first_seen_at"], occurred)
-    view["last_activity_at"] = _latest(view["last_activity_at"], occurred)
-    view["events"][envelope["origin"]] = view["events"].get(envelope["origin"], 0) + 1
+    if not is_merge_bookkeeping(envelope):
+        occurred = envelope["occurred_at"]
+        view["first_seen_at"] = _earliest(view["first_seen_at"], occurred)
+        view["last_activity_at"] = _latest(view["last_activity_at"], occurred)
+        view["events"][envelope["origin"]] = view["events"].get(envelope["origin"], 0) + 1
     handler = _HANDLERS.get(envelope["type"])
     if handler is not None:
         handler(view, envelope["payload"], envelope)
@@ -299,6 +393,106 @@ def attach_lead(view: View, lead: Lead) -> None:
     if lead["first_at"]:
         view["first_seen_at"] = _earliest(view["first_seen_at"], lead["first_at"])
         view["last_activity_at"] = _latest(view["last_activity_at"], lead["last_at"])
+
+
+# --- merged customers: links between parts, and the view shown for a survivor ----------------------
+#: Links: the absorbed customer's id -> {"survivor_id", "merge_id", "merged_at"} of the merge in force.
+Links = dict[str, dict[str, str]]
+
+
+def apply_merge(links: Links, envelope: Envelope) -> None:
+    """Link (customer_merged) or unlink (customer_unmerged of the same merge) an absorbed customer."""
+    payload = envelope["payload"]
+    absorbed = key(payload["customer_id"])
+    if envelope["type"] == "customer_merged":
+        links[absorbed] = {"survivor_id": key(payload["survivor_id"]), "merge_id": payload["merge_id"],
+                           "merged_at": payload.get("merged_at") or envelope["occurred_at"]}
+    elif envelope["type"] == "customer_unmerged" and links.get(absorbed, {}).get("merge_id") == payload["merge_id"]:
+        del links[absorbed]
+
+
+def root_of(links: Mapping[str, Mapping[str, str]], customer_id: str) -> str:
+    """The customer that shows `customer_id`: itself, or the final survivor of the merges it went into."""
+    seen = {customer_id}
+    while (link := links.get(customer_id)) is not None and link["survivor_id"] not in seen:
+        customer_id = link["survivor_id"]
+        seen.add(customer_id)
+    return customer_id
+
+
+def members_of(links: Mapping[str, Mapping[str, str]], root: str) -> list[str]:
+    """`root` and every customer it shows (merged into it, directly or through merges of merges)."""
+    return [root, *sorted(absorbed for absorbed in links if absorbed != root and root_of(links, absorbed) == root)]
+
+
+def show(root: str, parts: dict[str, View], clock: str | None = None) -> View:
+    """The view shown for `root`, given the parts of `members_of` it: its own part alone, or combined
+    with the others (`combine`); finished as of `clock`. Erasing the survivor erases the parts merged
+    into it: each gets the survivor's `erased_at`. Finishes the parts of a merge as of no clock (as
+    stored, so that they never depend on the view's clock); the shown view of a customer alone is its part."""
+    own = parts[root]
+    if len(parts) == 1:
+        finish(own, clock)
+        return own
+    erased_at = own.get("erased_at")
+    for customer_id, part in parts.items():
+        if erased_at and customer_id != root:
+            part["erased_at"] = _earliest(part.get("erased_at"), erased_at)
+        finish(part)
+    shown = combine(root, parts)
+    finish(shown, clock)
+    return shown
+
+
+def combine(root: str, parts: Mapping[str, View]) -> View:
+    """One view of `root`'s part and the parts merged into it (their facts; `finish` derives the rest).
+
+    The survivor speaks for the person (profile, credit, grade, addresses, registration, erasure);
+    a consent any part refused stays refused (the most restrictive wins); leads, opportunities,
+    orders, cases, surveys and loyalty lots and benefits are the union (each record is in one part);
+    points, debts and event counts add up; first and last activity are the earliest and the latest.
+    The loyalty account shown is the survivor's, else the first part's that has one.
+    """
+    shown = deepcopy(parts[root])
+    others = sorted(customer_id for customer_id in parts if customer_id != root)
+    for customer_id in others:
+        part = parts[customer_id]
+        shown["first_seen_at"] = _earliest(shown["first_seen_at"], part["first_seen_at"])
+        shown["last_activity_at"] = _latest(shown["last_activity_at"], part["last_activity_at"])
+        for origin, count in part["events"].items():
+            shown["events"][origin] = shown["events"].get(origin, 0) + count
+        for channel, consent in part["consents"].items():
+            mine = shown["consents"].get(channel)
+            if not consent.get("granted") and (mine is None or mine.get("granted")):
+                shown["consents"][channel] = deepcopy(consent)
+        marketing = shown["marketing"]
+        marketing["leads"].update(deepcopy(part["marketing"]["leads"]))
+        marketing["linked_campaigns"] = sorted(set(marketing["linked_campaigns"])
+                                               | set(part["marketing"]["linked_campaigns"]))
+        shown["pipeline"]["opportunities"].update(deepcopy(part["pipeline"]["opportunities"]))
+        shown["orders"]["by_id"].update(deepcopy(part["orders"]["by_id"]))
+        for records in ("cases", "surveys", "scores"):
+            shown["service"][records].update(deepcopy(part["service"][records]))
+        loyalty, theirs = shown["loyalty"], part["loyalty"]
+        loyalty["balance"] += theirs["balance"]
+        loyalty["points_owed"] += theirs["points_owed"]
+        loyalty["lots"].update(deepcopy(theirs["lots"]))
+        loyalty["benefits"].update(deepcopy(theirs["benefits"]))
+        if loyalty["account_id"] is None and theirs["account_id"] is not None:
+            loyalty.update({field: theirs[field] for field in
+                            ("account_id", "tier", "currency", "enrolled_at", "rolling_spend")})
+    shown["merged_from"] = others
+    return shown
+
+
+def shown_views(parts: dict[str, View], links: Links, clock: str | None = None) -> dict[str, View]:
+    """Every shown view (keyed by its root) of these parts under these links: what the read model holds.
+    The parts are finished in place, as the read model stores them (`show`)."""
+    roots = sorted({root_of(links, customer_id) for customer_id in parts})
+    for root in roots:
+        parts.setdefault(root, empty_view(root))
+    return {root: show(root, {member: parts[member] for member in members_of(links, root) if member in parts}, clock)
+            for root in roots}
 
 
 def timeline_summary(envelope: Envelope) -> str:
@@ -522,9 +716,16 @@ def _address_changed(view: View, payload: Payload, envelope: Envelope) -> None:
 
 def _lead_linked(view: View, payload: Payload, envelope: Envelope) -> None:
     # The campaign the lead came from is known here even before marketing's lead events arrive.
-    campaign = payload.get("campaign_id")
+    _link_campaign(view, payload.get("campaign_id"))
+
+
+def _link_campaign(view: View, campaign: str | None) -> None:
     if campaign and campaign not in view["marketing"]["linked_campaigns"]:
         view["marketing"]["linked_campaigns"] = sorted([*view["marketing"]["linked_campaigns"], campaign])
+
+
+def _campaign_reached(view: View, payload: Payload, envelope: Envelope) -> None:
+    _link_campaign(view, payload.get("campaign_id"))  # a campaign that reached the customer
 
 
 def _erased(view: View, payload: Payload, envelope: Envelope) -> None:
@@ -540,7 +741,7 @@ def _erased(view: View, payload: Payload, envelope: Envelope) -> None:
 PERSONAL_KEY_PARTS = (
     "name", "email", "phone", "company", "address", "changes", "recipient", "sender", "contact", "line",
     "city", "postal", "body", "subject", "comment", "note", "description", "summary", "resolution", "reason",
-    "title",
+    "title", "assessment",
 )
 
 
@@ -850,6 +1051,20 @@ def _points_taken_back(view: View, payload: Payload, envelope: Envelope) -> None
     _take_from_lots(loyalty, payload.get("lots") or [])
 
 
+def _points_moved(view: View, payload: Payload, envelope: Envelope) -> None:
+    # A merge or an unmerge moved lots between two customers' accounts: one event on each account, each
+    # with that account's balance afterwards (what a merged view adds up stays the same).
+    loyalty = view["loyalty"]
+    loyalty.update(balance=payload.get("balance", loyalty["balance"]),
+                   points_owed=payload.get("points_owed", loyalty["points_owed"]))
+    for lot in payload.get("lots") or []:
+        if payload.get("direction") == "in":
+            loyalty["lots"][_lot_key(lot)] = {"points": lot.get("remaining", 0), "earned_at": lot.get("earned_at"),
+                                              "expires_at": lot.get("expires_at")}
+        else:
+            loyalty["lots"].pop(_lot_key(lot), None)
+
+
 def _tier_changed(view: View, payload: Payload, envelope: Envelope) -> None:
     view["loyalty"].update(tier=payload["to_tier"], rolling_spend=payload.get("rolling_spend"))
 
@@ -869,6 +1084,7 @@ _HANDLERS: dict[str, Callable[[View, Payload, Envelope], None]] = {
     "customer_address_changed": _address_changed,
     "lead_linked": _lead_linked,
     "customer_erased": _erased,
+    "campaign_member_reached": _campaign_reached,
     "opportunity_opened": _opportunity_opened,
     "opportunity_stage_changed": _opportunity_stage_changed,
     "opportunity_amount_changed": _opportunity_amount_changed,
@@ -913,10 +1129,11 @@ _HANDLERS: dict[str, Callable[[View, Payload, Envelope], None]] = {
     "points_expired": _points_expired,
     "points_taken_back": _points_taken_back,
     "tier_changed": _tier_changed,
+    "loyalty_points_moved": _points_moved,
     "retention_benefit_granted": _benefit_granted,
 }
 #: Every event type this view knows: folded into a customer, into a lead, or deliberately not at all.
-KNOWN_EVENTS = frozenset(_HANDLERS) | LEAD_EVENTS | NOT_ABOUT_A_CUSTOMER
+KNOWN_EVENTS = frozenset(_HANDLERS) | LEAD_EVENTS | NOT_ABOUT_A_CUSTOMER | MERGE_EVENTS | RECORD_MOVES
 
 
 # --- small helpers ---------------------------------------------------------------------------------

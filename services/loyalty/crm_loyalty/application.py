@@ -6,12 +6,13 @@ import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
-from crm_contracts.errors import StaleVersionError
+from crm_contracts.errors import MovedError, StaleVersionError
 from crm_loyalty.domain import (
     Account,
     AccountNotFoundError,
@@ -20,6 +21,8 @@ from crm_loyalty.domain import (
     ProgrammeConfigurationError,
 )
 from crm_runtime.commands import IdempotentApplication
+from crm_runtime.crypto import DataKeys, data_keys_for
+from crm_runtime.rights import erasure_state_of, forget_subjects, record_merge, record_unmerge, survivor_path
 
 
 def _now() -> datetime:
@@ -61,6 +64,7 @@ class LoyaltyAccounts(IdempotentApplication):
 
     service = "loyalty"
     programme = Programme()
+    data_keys: DataKeys
 
     def __init__(self, env: dict[str, str] | None = None, *, create_table: bool | None = None) -> None:
         super().__init__(env, create_table=create_table)
@@ -71,9 +75,12 @@ class LoyaltyAccounts(IdempotentApplication):
             self.programme = dataclasses.replace(self.programme, exchange_rates=rates)
 
     def enrol(self, customer_id: UUID, at: datetime | None = None, command_id: str | None = None) -> Account:
-        """Open a customer's account; a customer enrols once (the account id is derived from the customer)."""
+        """Open a customer's account; a customer enrols once (the account id is derived from the customer).
+        A customer merged into another is `moved` (MovedError, naming the survivor)."""
 
         def enrol() -> Account:
+            if (holder := self._holder(customer_id)) != customer_id:
+                raise MovedError(customer_id, holder)  # a merged customer's points are its survivor's
             if self._existing(customer_id) is not None:
                 raise AlreadyEnrolledError(customer_id)
             return self._save(Account.enrol(customer_id, self.programme, at or _now()))
@@ -108,8 +115,10 @@ class LoyaltyAccounts(IdempotentApplication):
     ) -> Account:
         """The order_paid policy's command: enrol the customer if needed and earn the order's points,
         in one save (a policy's reaction is one transaction with its tracking). Dated by the payment,
-        so a reaction applied late or replayed gives the same account."""
-        account = self._existing(customer_id) or Account.enrol(customer_id, self.programme, paid_at)
+        so a reaction applied late or replayed gives the same account. A payment naming a customer
+        merged since earns on the survivor's account."""
+        holder = self._holder(customer_id)
+        account = self._existing(holder) or Account.enrol(holder, self.programme, paid_at)
         account.earn(self.programme, order_id, amount, currency, paid_at, paid_at)
         if account.pending_events:
             self._save(account)
@@ -120,8 +129,10 @@ class LoyaltyAccounts(IdempotentApplication):
     ) -> Account | None:
         """The refund and return policies' command: take back the points the refund cancels, once per
         refund, in one save. Dated by the refund, so a reaction applied late or replayed takes the same
-        points. None when the customer has no account (nothing was ever earned to take back)."""
-        account = self._existing(customer_id)
+        points. None when the customer has no account (nothing was ever earned to take back). A refund
+        naming a customer merged since takes back from the survivor's account (the order's earning
+        moved there)."""
+        account = self._existing(self._holder(customer_id))
         if account is None:
             return None
         if account.take_back(self.programme, order_id, reversal_id, refund, currency, at):
@@ -217,8 +228,13 @@ class LoyaltyAccounts(IdempotentApplication):
         return self.once(command_id, grant, lambda: (self.account(customer_id), benefit_id))
 
     def account(self, customer_id: UUID, expected_version: int | None = None) -> Account:
-        """Load a customer's account; with `expected_version`, insist it is the current version."""
+        """Load a customer's account; with `expected_version`, insist it is the current version. A
+        merged customer's account is closed: MovedError, naming the final survivor."""
         account = self._existing(customer_id)
+        if account is None or account.merged_into is not None:
+            holder = self._holder(customer_id)
+            if holder != customer_id:
+                raise MovedError(customer_id, holder)
         if account is None:
             raise AccountNotFoundError(
                 f"customer {customer_id} has no loyalty account", customer_id=str(customer_id)
@@ -226,11 +242,79 @@ class LoyaltyAccounts(IdempotentApplication):
         check_version(account, expected_version)
         return account
 
+    def expire_due(self, customer_id: UUID) -> Account | None:
+        """The periodic sweep's command: expire what is due now and review the tier; a merged account
+        (its points moved to the survivor's) is left alone."""
+        account = self._existing(customer_id)
+        if account is None or account.merged_into is not None:
+            return None
+        return self.expire(customer_id)
+
+    # --- a customer's rights (crm_runtime.rights) ---------------------------------------------------
+
+    def construct_mapper(self) -> Any:
+        """eventsourcing's mapper, as is (nothing is sealed here, see `forget_customer`), and the data
+        keys beside it for their erasure ledger: the dead-letter purge (crm_runtime.nameko.deadletters)
+        drops the dead letters that name a customer of the ledger."""
+        mapper = super().construct_mapper()
+        self.data_keys = data_keys_for(self.factory)
+        return mapper
+
+    def forget_customer(self, customer_id: UUID, request_id: str) -> None:
+        """Enter the customer in the erasure ledger; there is nothing to shred: the loyalty service holds
+        no personal data. An account holds ids, amounts, dates, points, tiers, reward codes (programme
+        vocabulary) and benefits (the programme's texts, or an operator's note, kept as the customer
+        service keeps its operators' notes), which stay as anonymous facts. Idempotent."""
+        forget_subjects(self.data_keys, [customer_id], request_id)
+
+    def erasure_state(self, customer_id: UUID) -> str:
+        """"done" for a customer never erased here (nothing personal is held) and, for one erased, once
+        `CRM_DATA_KEY_TTL` has passed since (as every service reports it)."""
+        return erasure_state_of(self.data_keys, [customer_id])
+
+    def absorb_customer(
+        self, customer_id: UUID, survivor_id: UUID, merge_id: str, now: datetime | None = None
+    ) -> None:
+        """The customer was merged into `survivor_id`: its account's points lots, spends, earnings and
+        debt move to the survivor's account (opened now if it has none) and its own account is closed
+        as merged (Account.merge_into); the survivor's tier is reviewed. The merge is noted
+        (crm_runtime.rights.CustomerMerge) even for a customer without an account, so a payment or a
+        refund naming it that arrives later goes to the survivor. One save, dated `now` (the time of
+        the call by default); a redelivered merge changes nothing."""
+        now = now or _now()
+        changed: list[Any] = record_merge(self.repository, customer_id, survivor_id, merge_id)
+        absorbed = self._existing(customer_id)
+        if absorbed is not None and absorbed.merged_into is None:
+            survivor = self._existing(survivor_id) or Account.enrol(survivor_id, self.programme, now)
+            absorbed.merge_into(survivor, merge_id, self.programme, now)
+            changed += [absorbed, survivor]  # published in this order: what leaves an account, then what arrives
+        if changed:
+            self.save(*changed)
+
+    def restore_customer(
+        self, customer_id: UUID, survivor_id: UUID, merge_id: str, now: datetime | None = None
+    ) -> None:
+        """Undo merge `merge_id`: what it moved goes back to the customer's account, as it is now (the
+        module docstring of crm_loyalty.domain says exactly what); both tiers are reviewed. One save,
+        dated `now` (the time of the call by default); idempotent."""
+        changed: list[Any] = record_unmerge(self.repository, customer_id, survivor_id, merge_id)
+        absorbed, survivor = self._existing(customer_id), self._existing(survivor_id)
+        if (absorbed is not None and survivor is not None
+                and absorbed.restore_from(survivor, merge_id, self.programme, now or _now())):
+            changed += [survivor, absorbed]  # published in this order: what leaves an account, then what arrives
+        if changed:
+            self.save(*changed)
+
     def _existing(self, customer_id: UUID) -> Account | None:
         try:
             return self.repository.get(Account.id_for(customer_id))
         except AggregateNotFoundError:
             return None
+
+    def _holder(self, customer_id: UUID) -> UUID:
+        """Whose account holds the customer's points now: its own, or its final survivor's."""
+        path = survivor_path(self.repository, customer_id)
+        return path[-1][1] if path else customer_id
 
     def _once(self, customer_id: UUID, command_id: str | None, command: Callable[[], Account]) -> Account:
         """Run a command once per `command_id`; a repeat answers the account as it is now."""

@@ -15,6 +15,17 @@ Decisions a reader needs:
   tier follows at the next earn, redemption, expiry or review.
 - Each refund or return takes points back once: it is identified within its order (`reversal_id`:
   "cancellation", or "return:<return id>"), and the same one again changes nothing.
+- Merge (the customer service folded a duplicate customer into a survivor): the absorbed account's
+  lots that still hold points, its spend history (which the tier counts), its orders' earnings (so a
+  later refund of one of its orders takes back from the survivor, and a redelivered payment does not
+  earn twice) and its debt move to the survivor's account, each entry tagged with the merge's id; the
+  absorbed account is closed as merged (its commands answer `moved`, naming the survivor) and the
+  survivor's tier is reviewed (reaching a tier grants its benefits). Counters (points earned, redeemed,
+  ...) stay each account's own history; benefits stay where they were granted.
+- Unmerge: every entry tagged with that merge goes back, as it is now: a lot gives back what is left
+  of it (points the survivor redeemed from it, or that expired or were taken back while merged, stay
+  gone, and the redemption stays the survivor's); what the survivor earned after the merge stays with
+  it; a debt gives back what the survivor has not settled yet. Both tiers are reviewed.
 """
 
 from __future__ import annotations
@@ -265,6 +276,10 @@ class Account(Aggregate):
         self.points_taken_back = 0
         #: Points taken back that had already been spent: settled from the next points earned.
         self.points_owed = 0
+        #: {"survivor_id", "merge_id"} while this customer is merged into another (the account is closed).
+        self.merged_into: dict[str, Any] | None = None
+        #: The merges that moved another account's entries in, by merge id: {"merged_from", "owed"}.
+        self.absorbed: dict[str, dict[str, Any]] = {}
 
     @classmethod
     def enrol(cls, customer_id: uuid.UUID, programme: Programme, at: datetime) -> Account:
@@ -507,6 +522,97 @@ class Account(Aggregate):
         )
         return benefit_id
 
+    # --- merges ---
+
+    def merge_into(self, survivor: Account, merge_id: str, programme: Programme, now: datetime) -> bool:
+        """Move what counts (see the module docstring) to `survivor`'s account and close this one; then
+        review the survivor's tier. False when this merge happened already."""
+        if self.merged_into is not None:
+            return False
+        moved = self._movable()
+        out, into = self._after_move(moved, -1), survivor._after_move(moved, +1)
+        self._merged_into(customer_id=self.customer_id, survivor_id=survivor.customer_id, merge_id=merge_id,
+                          merged_at=now, **moved, **out)
+        survivor._absorbed(customer_id=survivor.customer_id, merged_from=self.customer_id, merge_id=merge_id,
+                           merged_at=now, **moved, **into)
+        survivor._review(programme, now, "review")
+        return True
+
+    def restore_from(self, survivor: Account, merge_id: str, programme: Programme, now: datetime) -> bool:
+        """Take back from `survivor` what merge `merge_id` moved there (as it is now) and reopen this
+        account; then review both tiers. False when it was given back already (or never moved)."""
+        if self.merged_into is None or self.merged_into["merge_id"] != merge_id or merge_id not in survivor.absorbed:
+            return False
+        if survivor.merged_into is not None:
+            return False  # the later merge of the survivor is undone first (the customer service insists)
+        moved = survivor._moved_by(merge_id)
+        out, into = survivor._after_move(moved, -1), self._after_move(moved, +1)
+        survivor._gave_back(customer_id=survivor.customer_id, given_to=self.customer_id, merge_id=merge_id,
+                            unmerged_at=now, **moved, **out)
+        self._restored(customer_id=self.customer_id, survivor_id=survivor.customer_id, merge_id=merge_id,
+                       unmerged_at=now, **moved, **into)
+        survivor._review(programme, now, "review")
+        self._review(programme, now, "review")
+        return True
+
+    def _after_move(self, moved: dict[str, Any], sign: int) -> dict[str, int]:
+        """This account's balance and debt once `moved` has left it (sign -1) or arrived (+1)."""
+        points = sum(lot["remaining"] for lot in moved["lots"])
+        return {"balance": self.balance + sign * points, "points_owed": self.points_owed + sign * moved["owed"]}
+
+    def _movable(self) -> dict[str, Any]:
+        """What a merge moves out of this account: lots still holding points, spends, earnings, debt."""
+        return {
+            "lots": [lot for lot in self.lots if lot["remaining"] > 0],
+            "spends": list(self.spends),
+            "earnings": [{"order_id": order_id, **earning} for order_id, earning in self.earnings.items()],
+            "owed": self.points_owed,
+        }
+
+    def _moved_by(self, merge_id: str) -> dict[str, Any]:
+        """The entries merge `merge_id` moved into this account, as they are now, and the debt left."""
+
+        def moved(entry: dict[str, Any]) -> bool:
+            return bool(entry.get("merges")) and entry["merges"][-1] == merge_id
+
+        return {
+            "lots": [lot for lot in self.lots if moved(lot)],
+            "spends": [spend for spend in self.spends if moved(spend)],
+            "earnings": [{"order_id": order_id, **earning} for order_id, earning in self.earnings.items()
+                         if moved(earning)],
+            "owed": min(self.absorbed[merge_id]["owed"], self.points_owed),
+        }
+
+    def _take_in(self, merge_id: str | None, lots: list[dict[str, Any]], spends: list[dict[str, Any]],
+                 earnings: list[dict[str, Any]]) -> None:
+        """Add moved entries (copies), tagged with `merge_id` (a merge), or with their last tag removed
+        (None: an unmerge gives them back)."""
+
+        def tagged(entry: dict[str, Any]) -> dict[str, Any]:
+            merges = list(entry.get("merges", []))
+            return {**entry, "merges": [*merges, merge_id] if merge_id is not None else merges[:-1]}
+
+        for lot in lots:
+            index = bisect.bisect_right([existing["earned_at"] for existing in self.lots], lot["earned_at"])
+            self.lots.insert(index, tagged(lot))
+        self.spends.extend(tagged(spend) for spend in spends)
+        for entry in earnings:
+            earning = tagged({key: value for key, value in entry.items() if key != "order_id"})
+            earning["reversals"] = list(earning["reversals"])
+            self.earnings[entry["order_id"]] = earning
+            self.earned_orders[entry["order_id"]] = earning["amount"]
+
+    def _give_out(self, lots: list[dict[str, Any]], spends: list[dict[str, Any]],
+                  earnings: list[dict[str, Any]]) -> None:
+        """Remove moved entries: lots and spends by their order, earnings by order."""
+        lot_orders = {lot["order_id"] for lot in lots}
+        spend_orders = {spend["order_id"] for spend in spends}
+        self.lots = [lot for lot in self.lots if lot["order_id"] not in lot_orders]
+        self.spends = [spend for spend in self.spends if spend["order_id"] not in spend_orders]
+        for entry in earnings:
+            self.earnings.pop(entry["order_id"], None)
+            self.earned_orders.pop(entry["order_id"], None)
+
     # --- the steps commands share ---
 
     def _expire_due(self, now: datetime) -> int:
@@ -685,6 +791,51 @@ class Account(Aggregate):
             {"benefit_id": benefit_id, "level": level, "kind": kind, "description": description,
              "granted_at": granted_at, "reason": reason}
         )
+
+
+    # Merge events: each carries what moved (lots, spends, earnings as they were, the debt), so the log
+    # alone tells where every point went, and (for consumers) the account's balance and debt afterwards.
+    # Published as loyalty_points_moved.
+
+    @event("MergedInto")
+    def _merged_into(
+        self, customer_id: uuid.UUID, survivor_id: uuid.UUID, merge_id: str, lots: list[dict[str, Any]],
+        spends: list[dict[str, Any]], earnings: list[dict[str, Any]], owed: int, merged_at: datetime, balance: int,
+        points_owed: int,
+    ) -> None:
+        self._give_out(lots, spends, earnings)
+        self.points_owed -= owed
+        self.merged_into = {"survivor_id": survivor_id, "merge_id": merge_id}
+
+    @event("Absorbed")
+    def _absorbed(
+        self, customer_id: uuid.UUID, merged_from: uuid.UUID, merge_id: str, lots: list[dict[str, Any]],
+        spends: list[dict[str, Any]], earnings: list[dict[str, Any]], owed: int, merged_at: datetime, balance: int,
+        points_owed: int,
+    ) -> None:
+        self._take_in(merge_id, lots, spends, earnings)
+        self.points_owed += owed
+        self.absorbed[merge_id] = {"merged_from": merged_from, "owed": owed}
+
+    @event("GaveBack")
+    def _gave_back(
+        self, customer_id: uuid.UUID, given_to: uuid.UUID, merge_id: str, lots: list[dict[str, Any]],
+        spends: list[dict[str, Any]], earnings: list[dict[str, Any]], owed: int, unmerged_at: datetime, balance: int,
+        points_owed: int,
+    ) -> None:
+        self._give_out(lots, spends, earnings)
+        self.points_owed -= owed
+        del self.absorbed[merge_id]
+
+    @event("Restored")
+    def _restored(
+        self, customer_id: uuid.UUID, survivor_id: uuid.UUID, merge_id: str, lots: list[dict[str, Any]],
+        spends: list[dict[str, Any]], earnings: list[dict[str, Any]], owed: int, unmerged_at: datetime, balance: int,
+        points_owed: int,
+    ) -> None:
+        self._take_in(None, lots, spends, earnings)
+        self.points_owed += owed
+        self.merged_into = None
 
 
 # --- checks --------------------------------------------------------------------------------------

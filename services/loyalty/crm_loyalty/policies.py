@@ -8,8 +8,11 @@ from crm_contracts import order as order_contracts
 from crm_contracts.fields import schema_of
 from crm_loyalty.application import LoyaltyAccounts
 from crm_runtime.policy import Policies
+from crm_runtime.rights import react_to_customer_rights
 
 policies = Policies("loyalty")
+#: customer_erased, customer_merged, customer_unmerged -> forget_customer, absorb_customer, restore_customer.
+react_to_customer_rights(policies)
 
 #: The reversal id of the refund a cancellation after payment makes (one per order).
 CANCELLATION = "cancellation"

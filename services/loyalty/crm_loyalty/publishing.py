@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from crm_contracts import loyalty as contracts
 from crm_contracts.integration import IntegrationEvent, Translator, integration_event
 from crm_loyalty.domain import Account
@@ -146,3 +148,50 @@ def retention_benefit_granted(event: Account.BenefitGranted) -> IntegrationEvent
         },
         customer_id=event.customer_id,
     )
+
+
+
+def _points_moved(event: Any, counterpart_id: Any, reason: str, direction: str, at: Any) -> IntegrationEvent:
+    """A merge's or an unmerge's move of points, seen from the account of `event`."""
+    return integration_event(
+        contracts.LoyaltyPointsMovedV1,
+        {
+            "account_id": event.originator_id,
+            "customer_id": event.customer_id,
+            "counterpart_id": counterpart_id,
+            "merge_id": event.merge_id,
+            "reason": reason,
+            "direction": direction,
+            "points": sum(lot["remaining"] for lot in event.lots),
+            "lots": [{key: lot[key] for key in ("order_id", "earned_at", "expires_at", "remaining")}
+                     for lot in event.lots],
+            "points_owed": event.points_owed,
+            "moved_at": at,
+            "balance": event.balance,
+        },
+        customer_id=event.customer_id,
+    )
+
+
+@translator.translates(Account.MergedInto)
+def points_moved_out_by_merge(event: Account.MergedInto) -> IntegrationEvent:
+    """The absorbed customer's account gave its points to the survivor's: `loyalty_points_moved`, out."""
+    return _points_moved(event, event.survivor_id, "merge", "out", event.merged_at)
+
+
+@translator.translates(Account.Absorbed)
+def points_moved_in_by_merge(event: Account.Absorbed) -> IntegrationEvent:
+    """The survivor's account took in the absorbed customer's points: `loyalty_points_moved`, in."""
+    return _points_moved(event, event.merged_from, "merge", "in", event.merged_at)
+
+
+@translator.translates(Account.GaveBack)
+def points_moved_out_by_unmerge(event: Account.GaveBack) -> IntegrationEvent:
+    """The survivor's account gave back what a merge had moved in: `loyalty_points_moved`, out."""
+    return _points_moved(event, event.given_to, "unmerge", "out", event.unmerged_at)
+
+
+@translator.translates(Account.Restored)
+def points_moved_in_by_unmerge(event: Account.Restored) -> IntegrationEvent:
+    """The unmerged customer's account took back what was left of its points: `loyalty_points_moved`, in."""
+    return _points_moved(event, event.survivor_id, "unmerge", "in", event.unmerged_at)

@@ -17,6 +17,7 @@ from crm_runtime.listing import Listing
 from crm_runtime.nameko.dependencies import EventSourcedApplication, PolicyConsumer, PostgresCursor
 from crm_runtime.nameko.leader import leader_timer, sweep
 from crm_runtime.nameko.listing import ListingProjection
+from crm_runtime.nameko.rights import CustomerRightsService
 from crm_runtime.nameko.rpc import aggregate_id, rpc
 from crm_runtime.nameko.service import EventSourcedService
 
@@ -52,7 +53,7 @@ def account_view(account: Account) -> dict[str, Any]:
     return schema_of(contracts.LoyaltyAccountSchema).dump(account_fields(account))  # type: ignore[no-any-return]
 
 
-class LoyaltyService(EventSourcedService):
+class LoyaltyService(CustomerRightsService, EventSourcedService):
     """Loyalty accounts: enrol, balance, earn, redeem, expire, tier review, retention benefits.
 
     Every command takes the caller's `command_id`: a redelivered or retried call takes effect once and
@@ -157,4 +158,4 @@ class LoyaltyService(EventSourcedService):
         """Expire the points lots that are due and review every tier (spend ages out of the window);
         what expired once is gone, so a second run changes nothing."""
         customers = [customer_id for _, customer_id in self.listing.rows(self.db, "accounts") if customer_id]
-        sweep("points expiry", customers, self.application.expire)
+        sweep("points expiry", customers, self.application.expire_due)

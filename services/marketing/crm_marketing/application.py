@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -27,9 +27,27 @@ from crm_marketing.domain import (
     LeadNotFoundError,
     ScoringRule,
 )
+from crm_marketing.targeting import CAMPAIGN_CONSENT, SegmentMember, reachable_channels
+from crm_runtime.crypto import DataKeys, PersonalFields
 from crm_runtime.eventstore import ServiceApplication
+from crm_runtime.rights import erasure_state_of, forget_subjects
 
 A = TypeVar("A", bound=Aggregate)
+#: How many merges a launch follows from a segment member to the customer that holds them now.
+MAX_MERGE_HOPS = 20
+
+#: The personal fields of a lead's events (a person's name and how to reach them, and the free text
+#: written about them), sealed under the LEAD's own data key (crm_runtime.crypto: the lead is not a
+#: customer yet, and may never become one), with what each reads as once that key is shredded. Role,
+#: industry and company size stay in clear: categories that score the lead, naming nobody on their own.
+LEAD_CONTACT = {"name": "", "email": None, "phone": None, "company": None}
+PERSONAL_DATA: dict[type, PersonalFields] = {
+    Lead.Captured: PersonalFields(LEAD_CONTACT),
+    Lead.Converted: PersonalFields(LEAD_CONTACT),
+    Lead.Graded: PersonalFields({"reason": None}),
+    Lead.Qualified: PersonalFields({"note": None}),
+    Lead.Disqualified: PersonalFields({"reason": ""}),
+}
 
 
 class Marketing(ServiceApplication):
@@ -37,6 +55,10 @@ class Marketing(ServiceApplication):
 
     service = "marketing"
     scoring_rule = ScoringRule()
+    personal_data: ClassVar[dict[type, PersonalFields]] = PERSONAL_DATA
+    data_keys: DataKeys
+    #: Campaign channel -> the consent channel it needs (None: none needed); crm_marketing.targeting.
+    campaign_consent: Mapping[str, str | None] = CAMPAIGN_CONSENT
     #: How often a command is retried after losing a race (with a growing random pause): several leads
     #: of one campaign qualifying at once all change the campaign, and each retry sees the winner.
     command_attempts = 30
@@ -60,13 +82,17 @@ class Marketing(ServiceApplication):
         budget: Decimal,
         currency: str,
         campaign_id: UUID | None = None,
+        segment_id: UUID | None = None,
     ) -> Campaign:
-        """Plan a campaign for a target segment, on some channels, over a schedule, within a budget.
+        """Plan a campaign for a target segment (marketing's criteria, or a saved segment of customer360
+        by `segment_id`), on some channels, over a schedule, within a budget.
 
         With `campaign_id` (derived from the command's id), planning is idempotent: a command
         delivered twice answers the campaign its first delivery planned.
         """
-        campaign = Campaign.plan(name, objective, segment, channels, starts_on, ends_on, budget, currency, campaign_id)
+        campaign = Campaign.plan(
+            name, objective, segment, channels, starts_on, ends_on, budget, currency, campaign_id, segment_id
+        )
         try:
             self.save(campaign)
         except IntegrityError:
@@ -75,9 +101,45 @@ class Marketing(ServiceApplication):
             return self.campaign(campaign_id)
         return campaign
 
-    def launch_campaign(self, campaign_id: UUID, expected_version: int | None = None) -> Campaign:
-        """Launch a planned campaign: from now on it records responses and leads."""
-        return self._change(self.campaign, campaign_id, expected_version, lambda c: c.launch())
+    def launch_campaign(
+        self,
+        campaign_id: UUID,
+        expected_version: int | None = None,
+        members: Iterable[SegmentMember] | None = None,
+        at: datetime | None = None,
+    ) -> Campaign:
+        """Launch a planned campaign: from now on it records responses and leads.
+
+        A campaign targeting a saved segment reaches `members` (the segment's members now, with their
+        consents) in the same save: each member's record notes the campaign and the channels consent
+        allows (crm_marketing.targeting; a member no channel may contact is not reached at all), and
+        the campaign counts them. Launching is once: a second launch is refused and reaches nobody."""
+        when = at or datetime.now(UTC)
+        given = list(members or [])
+
+        def attempt() -> tuple[Campaign, list[Aggregate]]:
+            campaign = self.campaign(campaign_id, expected_version)
+            campaign.launch()
+            if campaign.segment_id is None:
+                return campaign, []
+            reached: dict[UUID, CustomerAttribution] = {}
+            counts = dict.fromkeys(campaign.channels, 0)
+            for member in given:
+                channels = reachable_channels(campaign.channels, member, self.campaign_consent)
+                if not channels:
+                    continue
+                record = self._current_record(member.customer_id, reached)
+                if record.customer_id in reached:
+                    continue  # two members of one customer since merged: reached once
+                if record.record_reach(campaign.id, campaign.segment_id, channels, when):
+                    reached[record.customer_id] = record
+                    for channel in channels:
+                        counts[channel] += 1
+            campaign.count_reached(counts)
+            return campaign, list(reached.values())
+
+        with self._campaign_writes:
+            return self._execute(attempt, expected_version, f"campaign {campaign_id} or its members' records")
 
     def record_response(
         self,
@@ -274,8 +336,84 @@ class Marketing(ServiceApplication):
         )
 
     def attribution(self, customer_id: UUID) -> CustomerAttribution | None:
-        """The leads that became this customer, if any did."""
+        """The leads that became this customer and the campaigns that reached them, if any."""
         return self._existing(CustomerAttribution.id_for(customer_id), CustomerAttribution)
+
+    # --- a customer's rights (crm_runtime.rights: customer_erased, customer_merged, customer_unmerged) --
+
+    def forget_customer(self, customer_id: UUID, request_id: str) -> None:
+        """Erase what marketing holds about the customer: the data keys of every lead that became the
+        customer (or was taken over from a customer merged into it) are shredded, then each lead records
+        `Forgotten`, so its list row is written again from state that now reads redacted. Idempotent.
+
+        The leads are those of the customer's record, complete when customer_erased arrives: every
+        customer.lead_linked of the customer precedes it in the customer service's order."""
+        lead_ids = self._lead_ids_of(customer_id)
+        forget_subjects(self.data_keys, [customer_id, *lead_ids], request_id)
+        for lead_id in lead_ids:
+            if self._existing(lead_id, Lead) is not None:
+                self._change(self.lead, lead_id, None, lambda lead: lead.forget(request_id))
+
+    def erasure_state(self, customer_id: UUID) -> str:
+        """"done" once the keys of the customer's leads are shredded (and CRM_DATA_KEY_TTL has passed),
+        or when marketing never held data about the customer; "pending" otherwise."""
+        return erasure_state_of(self.data_keys, [customer_id, *self._lead_ids_of(customer_id)])
+
+    def absorb_customer(self, customer_id: UUID, survivor_id: UUID, merge_id: str) -> None:
+        """The customer was merged into `survivor_id`: its record hands its leads and reaches over to the
+        survivor's record (so the survivor's paid orders count for the campaign that won either of
+        them), and each of its leads moves to the survivor by an event remembering `merged_from` and
+        `merge_id`. One save; a redelivered merge changes nothing."""
+        if self.attribution(customer_id) is None:
+            return  # marketing knows nothing of the customer: nothing to move
+
+        def attempt() -> tuple[CustomerAttribution, list[Aggregate]]:
+            absorbed = self.attribution(customer_id)
+            assert absorbed is not None  # a customer's record is never removed
+            survivor = self.attribution(survivor_id) or CustomerAttribution(customer_id=survivor_id)
+            leads, reached = absorbed.hand_over(survivor_id, merge_id)
+            survivor.take_over(customer_id, merge_id, leads, reached)
+            moved = [lead for lead in (self._existing(lead_id, Lead) for lead_id, _ in leads) if lead is not None]
+            for lead in moved:
+                if lead.customer_id == customer_id:
+                    lead.move_to_survivor(survivor_id, merge_id)
+            return survivor, [absorbed, *moved]
+
+        self._execute(attempt, None, f"the records of customers {customer_id} and {survivor_id}")
+
+    def restore_customer(self, customer_id: UUID, survivor_id: UUID, merge_id: str) -> None:
+        """The merge was undone: exactly what it handed over goes back to the customer (leads moved
+        back by events, reaches), what reached the survivor since stays with it. Idempotent."""
+        if self.attribution(customer_id) is None or self.attribution(survivor_id) is None:
+            return  # the merge moved nothing here
+
+        def attempt() -> tuple[CustomerAttribution, list[Aggregate]]:
+            absorbed, survivor = self.attribution(customer_id), self.attribution(survivor_id)
+            assert absorbed is not None and survivor is not None  # a customer's record is never removed
+            lead_ids = absorbed.take_back(merge_id)
+            survivor.give_back(customer_id, merge_id)
+            moved = [lead for lead in (self._existing(lead_id, Lead) for lead_id in lead_ids) if lead is not None]
+            for lead in moved:
+                lead.move_back(merge_id)
+            return survivor, [absorbed, *moved]
+
+        self._execute(attempt, None, f"the records of customers {customer_id} and {survivor_id}")
+
+    def _current_record(self, customer_id: UUID, loaded: Mapping[UUID, CustomerAttribution]) -> CustomerAttribution:
+        """The record of `customer_id`, or of the customer it has since been merged into (a segment's
+        members were read just before a merge took effect), made when there is none yet."""
+        for _hop in range(MAX_MERGE_HOPS):
+            record = loaded.get(customer_id) or self.attribution(customer_id)
+            if record is None:
+                return CustomerAttribution(customer_id=customer_id)
+            if record.merged_into is None:
+                return record
+            customer_id = record.merged_into
+        raise StaleVersionError(f"customer {customer_id}: merges kept changing while reaching it; launch again")
+
+    def _lead_ids_of(self, customer_id: UUID) -> list[UUID]:
+        record = self.attribution(customer_id)
+        return record.lead_ids if record is not None else []
 
     # --- queries --------------------------------------------------------------------------------
 

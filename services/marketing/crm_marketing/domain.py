@@ -26,6 +26,7 @@ from crm_contracts.vocabulary.marketing import (
     OPEN_LEAD_STATUSES,
     SEGMENT_CRITERIA,
 )
+from crm_runtime.rights import KeptPerCustomer
 
 CENT = Decimal(1).scaleb(-MONEY_PLACES)
 #: Namespaces of the ids derived from command ids: a redelivered command makes the same id again.
@@ -339,6 +340,10 @@ class Campaign(Aggregate):
         #: Paid orders in another currency than the campaign's: kept, not summed into its results.
         self.other_currency_revenue: dict[str, Decimal] = {}
         self.actual_cost: Decimal | None = None
+        #: The saved segment of customer360 the campaign targets instead of `segment`'s criteria, if any.
+        self.segment_id: UUID | None = None
+        #: Customers reached at launch, per campaign channel (each customer's record says which).
+        self.reached: dict[str, int] = {}
 
     @classmethod
     def plan(
@@ -352,9 +357,14 @@ class Campaign(Aggregate):
         budget: Decimal,
         currency: str,
         campaign_id: UUID | None = None,
+        segment_id: UUID | None = None,
     ) -> Campaign:
         """Plan a campaign; every part of the plan is checked before anything is recorded. With
-        `campaign_id` (derived from the command), a redelivered command collides with its first run."""
+        `campaign_id` (derived from the command), a redelivered command collides with its first run.
+
+        The audience is either marketing's own criteria (`segment`: prospects by industry, region...)
+        or a saved segment of customer360 (`segment_id`), which then replaces the criteria: its members
+        are reached at launch (`reach`). Not both."""
         name = check_text(InvalidCampaignDataError, "name", name)
         objective = check_text(InvalidCampaignDataError, "objective", objective)
         chosen = list(dict.fromkeys(channels))  # a channel named twice is one channel
@@ -365,19 +375,28 @@ class Campaign(Aggregate):
                 raise InvalidCampaignDataError("channels", f"must be among {', '.join(CAMPAIGN_CHANNELS)}")
         if ends_on < starts_on:
             raise InvalidCampaignDataError("ends_on", "must not be before starts_on")
+        if segment_id is not None and segment:
+            raise InvalidCampaignDataError("segment", "give either criteria or a saved segment (segment_id), not both")
         plan: dict[str, Any] = {
             "name": name,
             "objective": objective,
-            "segment": check_segment(segment),
+            "segment": check_segment(segment) if segment_id is None else {},
             "channels": chosen,
             "starts_on": starts_on,
             "ends_on": ends_on,
             "budget": check_money(InvalidCampaignDataError, "budget", budget),
             "currency": check_currency(InvalidCampaignDataError, currency),
         }
-        if campaign_id is None:
-            return cls(**plan)
-        return cls._create(cls.Planned, id=campaign_id, **plan)  # type: ignore[attr-defined]
+        campaign = cls(**plan) if campaign_id is None else cls._create(  # type: ignore[attr-defined]
+            cls.Planned, id=campaign_id, **plan
+        )
+        if segment_id is not None:
+            campaign._segment_targeted(segment_id)
+        return campaign
+
+    @event("SegmentTargeted")
+    def _segment_targeted(self, segment_id: UUID) -> None:
+        self.segment_id = segment_id
 
     @staticmethod
     def id_for_plan(command_id: str) -> UUID:
@@ -395,6 +414,16 @@ class Campaign(Aggregate):
     @event("Launched")
     def _launched(self, name: str) -> None:
         self.status = "active"
+
+    def count_reached(self, reached: Mapping[str, int]) -> None:
+        """Count the customers of its segment the launch reached, per channel (at launch, in its save)."""
+        if self.segment_id is None:
+            raise CampaignMismatchError("segment_id", "the campaign targets no saved segment")
+        self._reached_counted(self.segment_id, dict(reached))
+
+    @event("ReachedCounted")
+    def _reached_counted(self, segment_id: UUID, reached: dict[str, int]) -> None:
+        self.reached = dict(reached)
 
     def record_response(self, channel: str, count: int, at: datetime, response_id: UUID | None = None) -> None:
         """Count responses the campaign drew on one of its channels; responses with a `response_id`
@@ -588,6 +617,10 @@ class Lead(Aggregate):
         self.customer_id: UUID | None = None
         self.estimated_amount: Decimal | None = None
         self.currency: str | None = None
+        #: merge id -> the customer this lead belonged to before that merge re-pointed it.
+        self.merged_from: dict[str, UUID] = {}
+        #: Whether the lead's customer was erased here (its data key shredded: it reads redacted).
+        self.forgotten = False
 
     @classmethod
     def capture(
@@ -765,6 +798,39 @@ class Lead(Aggregate):
     def _customer_linked(self, customer_id: UUID) -> None:
         self.customer_id = customer_id
 
+    def move_to_survivor(self, survivor_id: UUID, merge_id: str) -> None:
+        """Its customer was merged into `survivor_id` (customer.customer_merged): the lead now belongs
+        to the survivor, remembering whose it was; once per merge."""
+        if self.customer_id is None or self.customer_id == survivor_id or merge_id in self.merged_from:
+            return
+        self._moved_to_survivor(survivor_id, self.customer_id, merge_id)
+
+    @event("MovedToSurvivor")
+    def _moved_to_survivor(self, customer_id: UUID, merged_from: UUID, merge_id: str) -> None:
+        self.customer_id = customer_id
+        self.merged_from[merge_id] = merged_from
+
+    def move_back(self, merge_id: str) -> None:
+        """The merge was undone (customer.customer_unmerged): the lead goes back to the customer it
+        belonged to before it; a lead that merge did not move stays where it is."""
+        if merge_id in self.merged_from:
+            self._moved_back(self.merged_from[merge_id], merge_id)
+
+    @event("MovedBack")
+    def _moved_back(self, customer_id: UUID, merge_id: str) -> None:
+        self.customer_id = customer_id
+        del self.merged_from[merge_id]
+
+    def forget(self, request_id: str) -> None:
+        """Note that its customer was erased (the data key is shredded already): saving this event makes
+        the lead's list row be written again from its state, which now reads redacted. Once."""
+        if not self.forgotten:
+            self._forgotten(request_id)
+
+    @event("Forgotten")
+    def _forgotten(self, request_id: str) -> None:
+        self.forgotten = True
+
     def _check_open(self, command: str) -> None:
         if not self.is_open:
             raise LeadClosedError(self.id, self.status, command)
@@ -777,27 +843,34 @@ class Lead(Aggregate):
             raise LeadStatusError(self.id, self.status, command)
 
 
-class CustomerAttribution(Aggregate):
-    """Which leads (and their campaigns) became one customer, learnt from customer.lead_linked; its id is
-    derived from the customer's. A paid order of the customer counts for the campaign of the first lead
-    linked that came from a campaign: the one that won the customer (first touch)."""
+#: A lead that became a customer, with the campaign it came from (None: from no campaign).
+LinkedLead = tuple[UUID, UUID | None]
 
-    @staticmethod
-    def id_for(customer_id: UUID) -> UUID:
-        return uuid.uuid5(CUSTOMER_ATTRIBUTION_NAMESPACE, str(customer_id))
 
-    @classmethod
-    def create_id(cls, customer_id: UUID) -> UUID:
-        return cls.id_for(customer_id)
+class CustomerAttribution(KeptPerCustomer, Aggregate):
+    """What marketing knows of one customer, learnt from others' events; its id is derived from the
+    customer's. Which leads (and their campaigns) became the customer (customer.lead_linked): a paid
+    order of the customer counts for the campaign of the first lead linked that came from a campaign,
+    the one that won the customer (first touch). Which campaigns reached the customer (a launch to a
+    saved segment), on which channels. And what merges moved: an absorbed customer's record hands its
+    leads and reaches to the survivor's, which takes them over; an unmerge gives exactly those back."""
+
+    id_namespace = CUSTOMER_ATTRIBUTION_NAMESPACE
 
     @event("Started")
     def __init__(self, customer_id: UUID) -> None:
         self.customer_id = customer_id
-        self.leads: list[tuple[UUID, UUID | None]] = []
+        self.leads: list[LinkedLead] = []
+        #: campaign id -> the channels it reached the customer on.
+        self.reached: dict[UUID, tuple[str, ...]] = {}
+        #: merge id -> (survivor, leads handed over, reaches handed over): this customer was absorbed.
+        self.handed_over: dict[str, tuple[UUID, list[LinkedLead], dict[UUID, tuple[str, ...]]]] = {}
+        #: "merge id/absorbed customer" -> (leads, campaigns) taken over from it that were not here before.
+        self.taken_over: dict[str, tuple[list[UUID], list[UUID]]] = {}
 
     def link_lead(self, lead_id: UUID, campaign_id: UUID | None) -> None:
         """Record a lead that became this customer; a lead is recorded once."""
-        if all(known != lead_id for known, _ in self.leads):
+        if lead_id not in self.lead_ids:
             self._lead_linked(lead_id, campaign_id)
 
     @event("LeadLinked")
@@ -805,6 +878,94 @@ class CustomerAttribution(Aggregate):
         self.leads.append((lead_id, campaign_id))
 
     @property
+    def lead_ids(self) -> list[UUID]:
+        """The leads this customer holds now (its own, and those taken over from customers merged into it)."""
+        return [lead for lead, _ in self.leads]
+
+    @property
     def source(self) -> tuple[UUID, UUID] | None:
         """(lead, campaign) the customer's revenue is attributed to; None when no lead came from a campaign."""
         return next(((lead, campaign) for lead, campaign in self.leads if campaign is not None), None)
+
+    def record_reach(self, campaign_id: UUID, segment_id: UUID, channels: Iterable[str], at: datetime) -> bool:
+        """A campaign reached the customer on `channels` (published: the 360 view shows it); once per
+        campaign. True when recorded now."""
+        if campaign_id in self.reached:
+            return False
+        self._reached(campaign_id, self.customer_id, segment_id, list(channels), at)
+        return True
+
+    @event("Reached")
+    def _reached(
+        self, campaign_id: UUID, customer_id: UUID, segment_id: UUID, channels: list[str], reached_at: datetime
+    ) -> None:
+        self.reached[campaign_id] = tuple(channels)
+
+    def hand_over(self, survivor_id: UUID, merge_id: str) -> tuple[list[LinkedLead], dict[UUID, tuple[str, ...]]]:
+        """This customer was merged into `survivor_id`: its leads and reaches now belong to the survivor
+        (answered, for the survivor's record to take over); once per merge."""
+        if merge_id not in self.handed_over:
+            self._handed_over(survivor_id, merge_id, [list(pair) for pair in self.leads],
+                              {str(campaign): list(channels) for campaign, channels in self.reached.items()})
+        _, leads, reached = self.handed_over[merge_id]
+        return leads, reached
+
+    @event("HandedOver")
+    def _handed_over(self, survivor_id: UUID, merge_id: str, leads: list[list[Any]],
+                     reached: dict[str, list[str]]) -> None:
+        moved = [(UUID(str(lead)), UUID(str(campaign)) if campaign else None) for lead, campaign in leads]
+        reaches = {UUID(campaign): tuple(channels) for campaign, channels in reached.items()}
+        self.handed_over[merge_id] = (survivor_id, moved, reaches)
+        self.leads = [pair for pair in self.leads if pair not in moved]
+        self.reached = {c: ch for c, ch in self.reached.items() if c not in reaches}
+
+    @property
+    def merged_into(self) -> UUID | None:
+        """The customer this one is merged into now (a merge not undone), or None."""
+        return next((survivor for survivor, _, _ in self.handed_over.values()), None)
+
+    def take_back(self, merge_id: str) -> list[UUID]:
+        """The merge was undone: what it handed over is this customer's again (answers those leads)."""
+        if merge_id not in self.handed_over:
+            return []
+        leads = [lead for lead, _ in self.handed_over[merge_id][1]]
+        self._taken_back(merge_id)
+        return leads
+
+    @event("TakenBack")
+    def _taken_back(self, merge_id: str) -> None:
+        _, leads, reached = self.handed_over.pop(merge_id)
+        self.leads = [*leads, *(pair for pair in self.leads if pair not in leads)]
+        self.reached = {**reached, **self.reached}
+
+    def take_over(self, merged_from: UUID, merge_id: str, leads: list[LinkedLead],
+                  reached: Mapping[UUID, tuple[str, ...]]) -> None:
+        """Take over the leads and reaches of customer `merged_from`, merged into this one; once per
+        merge and absorbed customer. Only what was not here already is taken (and later given back)."""
+        if f"{merge_id}/{merged_from}" in self.taken_over:
+            return
+        new_leads = [[str(lead), str(campaign) if campaign else None] for lead, campaign in leads
+                     if lead not in self.lead_ids]
+        new_reaches = {str(campaign): list(channels) for campaign, channels in reached.items()
+                       if campaign not in self.reached}
+        self._took_over(merged_from, merge_id, new_leads, new_reaches)
+
+    @event("TookOver")
+    def _took_over(self, merged_from: UUID, merge_id: str, leads: list[list[Any]],
+                   reached: dict[str, list[str]]) -> None:
+        taken = [(UUID(str(lead)), UUID(str(campaign)) if campaign else None) for lead, campaign in leads]
+        self.leads.extend(taken)
+        self.reached.update({UUID(campaign): tuple(channels) for campaign, channels in reached.items()})
+        self.taken_over[f"{merge_id}/{merged_from}"] = ([lead for lead, _ in taken], [UUID(c) for c in reached])
+
+    def give_back(self, merged_from: UUID, merge_id: str) -> None:
+        """The merge of `merged_from` was undone: drop exactly what was taken over from it; what came to
+        this customer since stays."""
+        if f"{merge_id}/{merged_from}" in self.taken_over:
+            self._gave_back(merged_from, merge_id)
+
+    @event("GaveBack")
+    def _gave_back(self, merged_from: UUID, merge_id: str) -> None:
+        leads, campaigns = self.taken_over.pop(f"{merge_id}/{merged_from}")
+        self.leads = [pair for pair in self.leads if pair[0] not in leads]
+        self.reached = {c: ch for c, ch in self.reached.items() if c not in campaigns}

@@ -9,6 +9,7 @@ from crm_contracts import order as order_contracts
 from crm_contracts.fields import schema_of
 from crm_marketing.application import Marketing
 from crm_runtime.policy import Policies
+from crm_runtime.rights import react_to_customer_rights
 
 policies = Policies("marketing")
 
@@ -26,3 +27,7 @@ def handle_order_order_paid(app: Marketing, envelope: dict[str, Any]) -> None:
     order of a customer no campaign brought changes nothing."""
     paid = schema_of(order_contracts.OrderPaidV1).load(envelope["payload"])
     app.attribute_order(paid["customer_id"], paid["order_id"], paid["amount"], paid["currency"])
+
+
+# customer_erased, customer_merged, customer_unmerged: Marketing.forget_customer, absorb_customer, restore_customer.
+react_to_customer_rights(policies)

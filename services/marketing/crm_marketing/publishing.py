@@ -5,13 +5,18 @@ Lead.EngagementRecorded, stay inside the service: the first four restate a lead'
 on its campaign, and engagement reaches the outside world as the score it moves (lead_scored). So do
 what marketing learns from others' events: Lead.CustomerLinked and CustomerAttribution (customer.lead_linked
 said it first) and Campaign.OrderRevenueAttributed (order.order_paid); the campaign's results carry them.
+What a customer's rights move stays inside too (the customer service published the merge, unmerge or
+erasure first): Lead.MovedToSurvivor, MovedBack, Forgotten; CustomerAttribution.HandedOver, TakenBack,
+TookOver, GaveBack. Campaign.SegmentTargeted and ReachedCounted are the campaign's own bookkeeping; each
+member a launch reached is published, from that member's record (CustomerAttribution.Reached), as
+campaign_member_reached carrying the customer id, so the campaign comes back into the 360 view.
 """
 
 from __future__ import annotations
 
 from crm_contracts import marketing as contracts
 from crm_contracts.integration import IntegrationEvent, Translator, integration_event
-from crm_marketing.domain import Campaign, CampaignResults, Lead
+from crm_marketing.domain import Campaign, CampaignResults, CustomerAttribution, Lead
 
 translator = Translator(origin="marketing")
 
@@ -72,6 +77,21 @@ def campaign_closed(event: Campaign.Closed) -> IntegrationEvent:
                 "roi_percent": results.roi_percent,
             },
         },
+    )
+
+
+@translator.translates(CustomerAttribution.Reached)
+def campaign_member_reached(event: CustomerAttribution.Reached) -> IntegrationEvent:
+    return integration_event(
+        contracts.CampaignMemberReachedV1,
+        {
+            "campaign_id": event.campaign_id,
+            "customer_id": event.customer_id,
+            "segment_id": event.segment_id,
+            "channels": event.channels,
+            "reached_at": event.reached_at,
+        },
+        customer_id=event.customer_id,
     )
 
 

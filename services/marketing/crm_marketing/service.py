@@ -6,6 +6,7 @@ from typing import Any
 from uuid import UUID
 
 from crm_contracts import marketing as contracts
+from crm_contracts.errors import InvalidRequestError, ServiceError
 from crm_contracts.fields import schema_of
 from crm_contracts.vocabulary.marketing import OPEN_LEAD_STATUSES
 from crm_marketing.application import Marketing
@@ -13,11 +14,14 @@ from crm_marketing.domain import Campaign, Lead
 from crm_marketing.listing import marketing_listing
 from crm_marketing.policies import policies
 from crm_marketing.publishing import translator
+from crm_marketing.targeting import members_of_segment
 from crm_runtime import config
 from crm_runtime.listing import Listing
+from crm_runtime.nameko.client import ServiceClient
 from crm_runtime.nameko.dependencies import EventSourcedApplication, PolicyConsumer, PostgresCursor
 from crm_runtime.nameko.leader import leader_timer, sweep
 from crm_runtime.nameko.listing import ListingProjection
+from crm_runtime.nameko.rights import CustomerRightsService
 from crm_runtime.nameko.rpc import aggregate_id, rpc
 from crm_runtime.nameko.service import EventSourcedService
 
@@ -36,6 +40,17 @@ def lead_key(lead_id: str) -> UUID:
     return aggregate_id(lead_id, "lead_id")
 
 
+def checked_segment(customer360: Any, segment_id: UUID) -> None:
+    """A saved segment a campaign is to target must exist in customer360: else `invalid`, naming segment_id."""
+    try:
+        customer360.get_segment(str(segment_id))
+    except ServiceError as error:
+        if error.code != "not_found":
+            raise
+        raise InvalidRequestError(f"segment_id: no saved segment {segment_id}",
+                                  fields={"segment_id": ["no saved segment has this id"]}) from None
+
+
 def campaign_view(campaign: Campaign) -> dict[str, Any]:
     """A campaign as the RPC answer: the contract's CampaignSchema, JSON-ready, with its results so far."""
     return _campaign.dump(campaign)
@@ -46,18 +61,21 @@ def lead_view(lead: Lead) -> dict[str, Any]:
     return _lead.dump(lead)
 
 
-class MarketingService(EventSourcedService):
+class MarketingService(CustomerRightsService, EventSourcedService):
     """Campaigns (plan, launch, responses, close, results) and leads (capture to conversion).
 
     Every command takes `command_id` (one client shape); it decides the id of what a command creates
     (a campaign, a lead, a count of responses, an engagement), so a redelivery answers its first
-    outcome and counts nothing twice.
+    outcome and counts nothing twice. A campaign may target a saved segment of customer360: launching
+    it asks customer360 for the segment's members and reaches those consent allows (`erasure_status`,
+    from CustomerRightsService, tells where a customer's erasure stands here).
     """
 
     name = "marketing"
     translator = translator
     application: Marketing = EventSourcedApplication(Marketing, translator)  # type: ignore[assignment]
     reactions = PolicyConsumer(policies)
+    customer360 = ServiceClient("customer360", timeout_setting="MARKETING_SEGMENT_TIMEOUT", default_timeout=60.0)
 
     # --- campaigns ------------------------------------------------------------------------------
 
@@ -65,6 +83,9 @@ class MarketingService(EventSourcedService):
     def plan_campaign(self, payload: dict[str, Any], command_id: str | None = None) -> dict[str, Any]:
         """Plan; a `command_id` makes a redelivered or retried call answer the first campaign planned."""
         plan = schema_of(contracts.PlanCampaignRequest).load(payload)
+        plan["segment"] = plan["segment"] or {}
+        if plan["segment_id"] is not None:
+            checked_segment(self.customer360, plan["segment_id"])
         campaign_id = Campaign.id_for_plan(command_id) if command_id else None
         return campaign_view(self.application.plan_campaign(**plan, campaign_id=campaign_id))
 
@@ -76,7 +97,16 @@ class MarketingService(EventSourcedService):
     def launch_campaign(
         self, campaign_id: str, expected_version: int | None = None, command_id: str | None = None
     ) -> dict[str, Any]:
-        return campaign_view(self.application.launch_campaign(campaign_key(campaign_id), expected_version))
+        """Launch; a campaign targeting a saved segment reaches its members now, consent allowing. The
+        members are asked of customer360 before anything is saved: if it cannot answer, nothing changes."""
+        key = campaign_key(campaign_id)
+        campaign = self.application.campaign(key, expected_version)
+        members = None
+        if campaign.segment_id is not None and campaign.status == "planned":
+            members = members_of_segment(
+                self.customer360, campaign.segment_id, campaign.channels, self.application.campaign_consent
+            )
+        return campaign_view(self.application.launch_campaign(key, expected_version, members))
 
     @rpc
     def record_response(

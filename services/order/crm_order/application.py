@@ -5,19 +5,47 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
-from eventsourcing.utils import get_topic
 
 from crm_contracts.errors import StaleVersionError
-from crm_order.domain import CustomerTerms, Order, OrderAlreadyPlacedError, OrderNotFoundError
+from crm_order.domain import REDACTED_ADDRESS, CustomerTerms, Order, OrderAlreadyPlacedError, OrderNotFoundError
 from crm_runtime.commands import IdempotentApplication
+from crm_runtime.crypto import DataKeys, PersonalFields
+from crm_runtime.rights import (
+    CustomerErasedError,
+    ErasureState,
+    erasure_state_of,
+    forget_records,
+    forget_subjects,
+    records_of,
+    refusing_erased_customers,
+    repoint_records,
+    restore_records,
+    save_changed,
+    subjects_of,
+    survivor_path,
+)
 
-#: Notifications read per query while folding the log for a customer's orders.
-LOG_PAGE = 1000
+#: The personal fields of order's events, sealed (crm_runtime.crypto) under the data key of the customer
+#: the order was placed for (domain.py says why), with what each reads as once that key is shredded: the
+#: shipping address (recipient and phone included) and the free-text reasons a person gave. Amounts,
+#: dates, lines and statuses stay clear.
+PERSONAL_DATA: dict[type, PersonalFields] = {
+    Order.Placed: PersonalFields({"shipping_address": None}, subject="customer_id"),
+    Order.ShippingAddressSet: PersonalFields({"shipping_address": REDACTED_ADDRESS}, subject="placed_for"),
+    Order.Confirmed: PersonalFields({"shipping_address": REDACTED_ADDRESS}, subject="placed_for"),
+    Order.Shipped: PersonalFields({"shipping_address": REDACTED_ADDRESS}, subject="placed_for"),
+    Order.Cancelled: PersonalFields({"reason": ""}, subject="placed_for"),
+    Order.Refunded: PersonalFields({"reason": ""}, subject="placed_for"),
+    Order.ReturnRecorded: PersonalFields({"reason": None}, subject="placed_for"),
+    CustomerTerms.DefaultAddressRecorded: PersonalFields({"address": REDACTED_ADDRESS}, subject="customer_id"),
+}
+#: The events that say whose an order is from then on (each carries the order's `customer_id`).
+ORDER_OWNER_EVENTS = (Order.Placed, Order.CustomerRepointed, Order.CustomerRestored)
 
 
 def check_version(order: Order, expected_version: int | None) -> None:
@@ -41,6 +69,8 @@ class Orders(IdempotentApplication):
     """
 
     service = "order"
+    personal_data: ClassVar[dict[type, PersonalFields]] = PERSONAL_DATA
+    data_keys: DataKeys
 
     def place(
         self,
@@ -67,14 +97,16 @@ class Orders(IdempotentApplication):
             order_id = None
 
         def place() -> Order:
-            terms = self.customer_terms(customer_id)
+            terms, merges = self._terms_for_placing(customer_id)
             address = shipping_address if shipping_address is not None else terms.default_shipping_address
             order = Order.place(customer_id, currency, lines, address, opportunity_id, quote_id, at, order_id,
                                 credit_limit=terms.credit_limit)
+            self._follow_merges(order, merges)
             if opportunity_id is not None and self._exists(order.id):
                 raise OrderAlreadyPlacedError(opportunity_id, order.id)
             try:
-                self.save(order)
+                with refusing_erased_customers():
+                    self.save(order)
             except IntegrityError:
                 if opportunity_id is not None:
                     raise OrderAlreadyPlacedError(opportunity_id, order.id) from None
@@ -106,13 +138,33 @@ class Orders(IdempotentApplication):
         order_id = Order.id_for_opportunity(opportunity_id)
         if self._exists(order_id):
             return self.order(order_id)
-        terms = self.customer_terms(customer_id)
+        terms, merges = self._terms_for_placing(customer_id)
         priced = [{name: line[name] for name in ("sku", "description", "quantity", "unit_price", "discount")}
                   for line in lines]
         order = Order.place(customer_id, currency, priced, terms.default_shipping_address, opportunity_id, quote_id,
                             won_at, credit_limit=terms.credit_limit)
-        self.save(order)
+        self._follow_merges(order, merges)
+        with refusing_erased_customers():
+            self.save(order)
         return order
+
+    def _terms_for_placing(self, customer_id: UUID) -> tuple[CustomerTerms, list[tuple[UUID, UUID, str]]]:
+        """The terms an order for `customer_id` is placed on, and the merges it follows: the final
+        survivor's terms when the customer was merged (the merged person's addresses and credit). An
+        erased customer takes no order (CustomerErasedError)."""
+        merges = survivor_path(self.repository, customer_id)
+        terms = self.customer_terms(customer_id)
+        placed_on = self.customer_terms(merges[-1][1]) if merges else terms
+        if terms.forgotten or placed_on.forgotten:
+            raise CustomerErasedError(customer_id)
+        return placed_on, merges
+
+    def _follow_merges(self, order: Order, merges: list[tuple[UUID, UUID, str]] | None = None) -> None:
+        """An order of a customer merged into another is re-pointed along the merges (each step undoable)
+        in the save at hand: placed for the absorbed id (a command racing the merge, an opportunity won
+        before sales heard of it), or committed while the merge's reaction was looking for the orders to
+        re-point (caught by the next command on it)."""
+        order.follow_merges(survivor_path(self.repository, order.customer_id) if merges is None else merges)
 
     def record_customer_address(
         self, customer_id: UUID, kind: str, address: Mapping[str, str | None], default: bool, at: datetime
@@ -267,6 +319,39 @@ class Orders(IdempotentApplication):
 
         return self._once(order_id, command_id, take_back)
 
+    # --- the customer's rights (crm_runtime.rights): erasure, merge, unmerge ---------------------------
+
+    def forget_customer(self, customer_id: UUID, request_id: str) -> None:
+        """The customer_erased policy's command: shred the data keys of the customer and of everyone
+        merged into them, then mark forgotten, in one save, their terms and each of their orders (with
+        those re-pointed from them to a survivor, when an absorbed customer is erased on its own), so
+        the listing re-projects them from state that now reads redacted. Idempotent."""
+        subjects = subjects_of(self.repository, customer_id)
+        forget_subjects(self.data_keys, subjects, request_id)
+        changed: list[Any] = forget_records(self, subjects, request_id, ORDER_OWNER_EVENTS, self.order)
+        for subject in subjects:
+            terms = self.customer_terms(subject)
+            terms.forget(request_id)
+            changed.append(terms)
+        save_changed(self, changed)
+
+    def erasure_state(self, customer_id: UUID) -> ErasureState:
+        """"done" once the keys of the customer (and of everyone merged into them) are shredded and the
+        key cache's time has passed; "done" for a customer order never heard of."""
+        return erasure_state_of(self.data_keys, subjects_of(self.repository, customer_id))
+
+    def absorb_customer(self, customer_id: UUID, survivor_id: UUID, merge_id: str) -> None:
+        """The customer_merged policy's command: every order of `customer_id` becomes the survivor's (by
+        an event remembering where it came from), with the merge noted, in one save. The orders are
+        found in the event store itself, so one placed just before the merge is not missed; one placed
+        for `customer_id` after it follows the merge as it is placed (`_follow_merges`). Idempotent."""
+        repoint_records(self, customer_id, survivor_id, merge_id, ORDER_OWNER_EVENTS, self.order)
+
+    def restore_customer(self, customer_id: UUID, survivor_id: UUID, merge_id: str) -> None:
+        """The customer_unmerged policy's command: every order the merge re-pointed goes back to
+        `customer_id`; orders placed for the survivor since stay the survivor's. Idempotent."""
+        restore_records(self, customer_id, survivor_id, merge_id, ORDER_OWNER_EVENTS, self.order)
+
     # --- queries ---------------------------------------------------------------------------------
 
     def order(self, order_id: UUID, expected_version: int | None = None) -> Order:
@@ -291,29 +376,15 @@ class Orders(IdempotentApplication):
         return self.order(order_id).progress()
 
     def orders_of_customer(self, customer_id: UUID) -> list[dict[str, Any]]:
-        """The progress of every order of one customer, oldest first.
+        """The progress of every order of one customer now (merges followed), oldest first.
 
-        There is no read model yet, so this folds the notification log: it reads every `Placed`
-        notification the service ever recorded (the recorder filters by topic, in pages of
-        LOG_PAGE), decodes each to compare its customer, then loads each of the customer's orders.
-        Cost: O(all orders ever placed) per call plus one aggregate load per order of the customer.
-        Fine for a domain layer and modest volumes; the customer360 read model replaces it later.
+        Folds the notification log (crm_runtime.rights.record_owners): every event that says whose an
+        order is (placed, re-pointed by a merge, restored by an unmerge), read by topic in pages and
+        never decrypted, then loads each of the customer's orders. Cost: O(all orders ever placed) per
+        call plus one aggregate load per order of the customer; the listing (`list_orders` filtered by
+        customer_id) answers the same from an index, a few milliseconds behind.
         """
-        placed_topic = get_topic(Order.Placed)
-        order_ids: list[UUID] = []
-        position = 0
-        while True:
-            notifications = self.recorder.select_notifications(
-                start=position, limit=LOG_PAGE, topics=[placed_topic], inclusive_of_start=False
-            )
-            for notification in notifications:
-                position = notification.id
-                placed = self.mapper.to_domain_event(notification)
-                if placed.customer_id == customer_id:
-                    order_ids.append(placed.originator_id)
-            if len(notifications) < LOG_PAGE:
-                break
-        return [self.order(order_id).progress() for order_id in order_ids]
+        return [self.order(order_id).progress() for order_id in records_of(self, [customer_id], ORDER_OWNER_EVENTS)]
 
     def _exists(self, order_id: UUID) -> bool:
         try:
@@ -333,9 +404,12 @@ class Orders(IdempotentApplication):
         return terms
 
     def _save(self, order: Order) -> Order:
-        """Save an order; losing a race to another writer is the caller's to retry."""
+        """Save an order (re-pointed first if its customer was merged meanwhile); losing a race to another
+        writer is the caller's to retry."""
+        self._follow_merges(order)
         try:
-            self.save(order)
+            with refusing_erased_customers():  # erased, and the forgetting not applied here yet
+                self.save(order)
         except IntegrityError:
             raise StaleVersionError(f"order {order.id} was changed concurrently; reload it and retry") from None
         return order

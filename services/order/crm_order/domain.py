@@ -27,6 +27,18 @@ Decisions a reader needs:
   outstanding orders are not counted (order keeps no per-customer exposure yet).
 - Discounts are percentages in hundredths, the rule sales quotes by: 12.345% is refused, not rounded.
 - Every domain event carries `customer_id` so publishing needs nothing but the event itself.
+- A customer's rights (crm_runtime.rights): the shipping address (recipient, phone included) and the
+  free-text reasons of cancellations, refunds and returns are personal (sealed by the application);
+  amounts, dates, lines, statuses and ids are not. They are sealed under the data key of the customer
+  the order was placed for, wherever merges take the order (events that carry them name that customer
+  as `placed_for`; those stored before sealing carry none): an order given back by an unmerge keeps
+  nothing sealed under the survivor's key, and erasing the survivor shreds the absorbed customers'
+  keys too. An order is a crm_runtime.rights.CustomerOwnedRecord: a merge re-points
+  it to the survivor by `CustomerRepointed` (remembering `merged_from` and `merge_id`; later
+  events carry the survivor's id), an unmerge gives it back by `CustomerRestored`; an erasure marks it
+  `CustomerForgotten`: it then takes no new address (nothing to ship to: it cannot be confirmed any
+  more) and records its later reasons redacted, while payments, shipments of a confirmed order,
+  deliveries, cancellation and returns go on.
 """
 
 from __future__ import annotations
@@ -46,6 +58,7 @@ from crm_contracts.vocabulary.order import (
     PAYMENT_METHODS,
     REQUIRED_ADDRESS_FIELDS,
 )
+from crm_runtime.rights import CustomerOwnedRecord
 
 #: Orders placed from an opportunity get an id derived from it, so placing twice collides.
 ORDER_FROM_OPPORTUNITY_NAMESPACE = uuid.UUID("6a1f9a52-3c7e-4d0b-8e55-0f4b2c9d7a13")
@@ -60,6 +73,9 @@ PERCENT_STEP = Decimal("0.01")
 CENT = Decimal(1).scaleb(-MONEY_PLACES)
 ZERO = Decimal("0.00")
 HUNDRED = Decimal(100)
+#: What a shipping address reads as once its customer is erased (the key that sealed it shredded).
+REDACTED_ADDRESS: dict[str, str | None] = {name: "" if name in REQUIRED_ADDRESS_FIELDS else None
+                                           for name in ADDRESS_FIELDS}
 
 
 class OrderNotFoundError(NotFoundError):
@@ -152,6 +168,14 @@ class ShippingAddressMissingError(RuleViolationError):
         )
 
 
+class CustomerForgottenError(RuleViolationError):
+    """The order's customer was erased: the order takes no new personal data (a shipping address)."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__(f"cannot {command}: the order's customer was erased, with the shipping address",
+                         command=command)
+
+
 class DuplicateIdConflictError(ConflictError):
     """An external id (payment, shipment, return) reused for different facts."""
 
@@ -178,7 +202,7 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-class Order(Aggregate):
+class Order(CustomerOwnedRecord):
     """One customer order, from placement to payment, shipment, delivery and returns."""
 
     @classmethod
@@ -213,6 +237,8 @@ class Order(Aggregate):
         credit_limit: Decimal | None = None,
     ) -> None:
         self.customer_id = customer_id
+        #: Whose data key seals the order's personal fields, wherever merges take the order.
+        self.placed_for = customer_id
         self.currency = currency
         self.lines = [dict(line) for line in lines]
         self.subtotal = subtotal
@@ -237,6 +263,9 @@ class Order(Aggregate):
         self.returns: dict[str, dict[str, Any]] = {}
         self.paid = ZERO
         self.refunded = ZERO
+        #: The merges that re-pointed this order, oldest first, each {"merge_id", "merged_from"}.
+        self.merges: list[dict[str, Any]] = []
+        self.customer_forgotten = False
 
     @classmethod
     def place(
@@ -331,10 +360,13 @@ class Order(Aggregate):
             return  # the ERP's id is the idempotency key of its confirmation
         if self.status != "placed":
             raise IllegalTransitionError("confirm", self.status, "only a placed order can be confirmed")
+        if self.customer_forgotten:
+            raise CustomerForgottenError("confirm the order")
         if self.shipping_address is None:
             raise ShippingAddressMissingError()
         self._confirmed(
             customer_id=self.customer_id,
+            placed_for=self.placed_for,
             reference=check_optional_text(reference, "reference"),
             currency=self.currency,
             lines=self.lines,
@@ -353,6 +385,7 @@ class Order(Aggregate):
         total: Decimal,
         shipping_address: dict[str, str | None],
         at: datetime,
+        placed_for: uuid.UUID | None = None,
     ) -> None:
         self.confirmed_at = at
         self.erp_reference = reference
@@ -362,13 +395,17 @@ class Order(Aggregate):
         checked = check_address(address)
         if self.status != "placed":
             raise IllegalTransitionError("set the shipping address of", self.status, "only before it is confirmed")
+        if self.customer_forgotten:
+            raise CustomerForgottenError("set the shipping address")
         if checked == self.shipping_address:
             return
-        self._shipping_address_set(customer_id=self.customer_id, shipping_address=checked, at=check_time(at))
+        self._shipping_address_set(customer_id=self.customer_id, shipping_address=checked, at=check_time(at),
+                                   placed_for=self.placed_for)
 
     @event("ShippingAddressSet")
     def _shipping_address_set(
-        self, customer_id: uuid.UUID, shipping_address: dict[str, str | None], at: datetime
+        self, customer_id: uuid.UUID, shipping_address: dict[str, str | None], at: datetime,
+        placed_for: uuid.UUID | None = None,
     ) -> None:
         self.shipping_address = dict(shipping_address)
 
@@ -381,9 +418,11 @@ class Order(Aggregate):
         if any(self.shipped.values()):
             raise IllegalTransitionError("cancel", self.status, "part of it has already shipped")
         at = check_time(at)
+        reason = self._personal(reason.strip(), "")
         self._cancelled(
             customer_id=self.customer_id,
-            reason=reason.strip(),
+            placed_for=self.placed_for,
+            reason=reason,
             currency=self.currency,
             lines=self.lines,
             total=self.total,
@@ -394,9 +433,10 @@ class Order(Aggregate):
         if refund > 0:
             self._refunded(
                 customer_id=self.customer_id,
+                placed_for=self.placed_for,
                 amount=refund,
                 currency=self.currency,
-                reason=reason.strip(),
+                reason=reason,
                 refunded_total=self.refunded + refund,
                 at=at,
             )
@@ -411,6 +451,7 @@ class Order(Aggregate):
         total: Decimal,
         amount_paid: Decimal,
         at: datetime,
+        placed_for: uuid.UUID | None = None,
     ) -> None:
         self.cancelled_at = at
         self.cancel_reason = reason
@@ -424,6 +465,7 @@ class Order(Aggregate):
         reason: str,
         refunded_total: Decimal,
         at: datetime,
+        placed_for: uuid.UUID | None = None,
     ) -> None:
         self.refunded = self.refunded + amount
 
@@ -465,11 +507,13 @@ class Order(Aggregate):
         )
         self._shipped(
             customer_id=self.customer_id,
+            placed_for=self.placed_for,
             shipment_id=shipment_id,
             carrier=carrier,
             tracking_number=tracking_number,
             lines=self._described(quantities),
-            shipping_address=self.shipping_address or {},  # set: a confirmed order has one
+            # Set: a confirmed order has one (redacted, once its customer is erased).
+            shipping_address=self._personal(self.shipping_address or {}, REDACTED_ADDRESS),
             fully_shipped=fully_shipped,
             at=check_time(at),
         )
@@ -485,6 +529,7 @@ class Order(Aggregate):
         shipping_address: dict[str, str | None],
         fully_shipped: bool,
         at: datetime,
+        placed_for: uuid.UUID | None = None,
     ) -> None:
         quantities = {line["sku"]: line["quantity"] for line in lines}
         for sku, quantity in quantities.items():
@@ -634,11 +679,12 @@ class Order(Aggregate):
             raise OverRefundError(refund, refundable, self.currency, "what was paid and not yet refunded")
         self._return_recorded(
             customer_id=self.customer_id,
+            placed_for=self.placed_for,
             return_id=return_id,
             lines=self._described(quantities),
             refund=refund,
             currency=self.currency,
-            reason=reason,
+            reason=self._personal(reason, None),
             refunded_total=self.refunded + refund,
             at=check_time(at),
         )
@@ -654,6 +700,7 @@ class Order(Aggregate):
         reason: str | None,
         refunded_total: Decimal,
         at: datetime,
+        placed_for: uuid.UUID | None = None,
     ) -> None:
         quantities = {line["sku"]: line["quantity"] for line in lines}
         for sku, quantity in quantities.items():
@@ -800,6 +847,7 @@ class CustomerTerms(Aggregate):
         self.default_addresses: dict[str, dict[str, str | None]] = {}
         self.credit_rating: str | None = None
         self.credit_limit: Decimal | None = None
+        self.forgotten = False
 
     @property
     def default_shipping_address(self) -> dict[str, str | None] | None:
@@ -814,11 +862,23 @@ class CustomerTerms(Aggregate):
         checked = check_address(address)
         if not default or self.default_addresses.get(kind) == checked:
             return
-        self._default_address_recorded(kind=kind, address=checked, at=check_time(at))
+        self._default_address_recorded(kind=kind, address=checked, at=check_time(at), customer_id=self.customer_id)
 
     @event("DefaultAddressRecorded")
-    def _default_address_recorded(self, kind: str, address: dict[str, str | None], at: datetime) -> None:
+    def _default_address_recorded(
+        self, kind: str, address: dict[str, str | None], at: datetime, customer_id: uuid.UUID | None = None
+    ) -> None:
+        # `customer_id` names whose key seals the address (absent from events recorded before sealing).
         self.default_addresses[kind] = dict(address)
+
+    def forget(self, request_id: str) -> None:
+        """The customer was erased: their addresses read redacted and no order is placed for them."""
+        if not self.forgotten:
+            self._forgotten(request_id=request_id)
+
+    @event("Forgotten")
+    def _forgotten(self, request_id: str) -> None:
+        self.forgotten = True
 
     def record_credit(self, rating: str, limit: Decimal | None) -> None:
         """Record the customer's credit rating and limit (None: no limit set)."""

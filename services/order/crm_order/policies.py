@@ -9,8 +9,11 @@ from crm_contracts import sales as sales_contracts
 from crm_contracts.fields import schema_of
 from crm_order.application import Orders
 from crm_runtime.policy import Policies
+from crm_runtime.rights import react_to_customer_rights
 
 policies = Policies("order")
+#: customer_erased, customer_merged, customer_unmerged: Orders.forget_customer, absorb_customer, restore_customer.
+react_to_customer_rights(policies)
 
 
 @policies.reacts_to("sales", "opportunity_won")

@@ -1,7 +1,8 @@
 """Order domain events -> published integration events. The only place that translates.
 
-Every Order event is public: ERP and SCM follow the whole lifecycle from these. CustomerTerms events
-are internal (order's copy of customer facts that the customer service already published).
+Every Order event is public but `CustomerForgotten` (the customer's erasure was published by the
+customer service): ERP and SCM follow the whole lifecycle from these. CustomerTerms events and merge
+records are internal (order's copy of customer facts that the customer service already published).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from crm_contracts import order as contracts
 from crm_contracts.integration import IntegrationEvent, Translator, integration_event
 from crm_order.domain import Order
+from crm_runtime.rights import customer_changed
 
 translator = Translator(origin="order")
 
@@ -202,3 +204,10 @@ def order_shipping_address_set(event: Order.ShippingAddressSet) -> IntegrationEv
         },
         customer_id=event.customer_id,
     )
+
+
+@translator.translates(Order.CustomerRepointed, Order.CustomerRestored)
+def order_customer_changed(event: Order.CustomerRepointed | Order.CustomerRestored) -> IntegrationEvent:
+    """Order.CustomerRepointed (a merge) and CustomerRestored (an unmerge) as `order_customer_changed`: the
+    order follows its customer."""
+    return customer_changed(contracts.OrderCustomerChangedV1, "order_id", event, event.timestamp)

@@ -15,6 +15,7 @@ from crm_order.publishing import translator
 from crm_runtime.listing import Listing
 from crm_runtime.nameko.dependencies import EventSourcedApplication, PolicyConsumer, PostgresCursor
 from crm_runtime.nameko.listing import ListingProjection
+from crm_runtime.nameko.rights import CustomerRightsService
 from crm_runtime.nameko.rpc import aggregate_id, rpc
 from crm_runtime.nameko.service import EventSourcedService
 
@@ -29,8 +30,9 @@ def order_view(order: Order) -> dict[str, Any]:
     return schema_of(contracts.OrderProgressSchema).dump(order.progress())  # type: ignore[no-any-return]
 
 
-class OrderService(EventSourcedService):
-    """Orders: place, confirm, ship, deliver, pay, cancel, return; where is my order.
+class OrderService(CustomerRightsService, EventSourcedService):
+    """Orders: place, confirm, ship, deliver, pay, cancel, return; where is my order; where the erasure
+    of a customer stands here (`erasure_status`).
 
     Every command takes the caller's `command_id`: a redelivered or retried call takes effect once and
     answers the order as it is now. Commands on an order take the `expected_version` the caller saw.

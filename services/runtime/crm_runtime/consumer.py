@@ -10,6 +10,9 @@ is transient (database or feed unavailable) is not the event's fault: it is neit
 dead-lettered; tracking has not moved, so the event is pulled again from the origin's feed by the
 next gap repair or catch-up.
 
+When tracing is on, each envelope the inbox acts on is processed inside a CONSUMER span, child of the
+relay's publish span (the message's `traceparent` header) or of the envelope's own (crm_runtime.tracing).
+
 The connection heartbeats (AMQP_HEARTBEAT, default 60 s, like nameko's own connections), so a
 half-open connection is noticed and replaced. Nothing but `stopping` ends `run`: a broker outage, a
 database fault or a bug is logged and consumption resumes (under nameko a managed thread that raises
@@ -33,7 +36,7 @@ import orjson
 from marshmallow import ValidationError
 
 from crm_contracts.envelope import DEAD_LETTER_EXCHANGE, EXCHANGE, EnvelopeSchema
-from crm_runtime import config
+from crm_runtime import config, tracing
 from crm_runtime.inbox import Envelope, Inbox, Outcome
 
 log = logging.getLogger(__name__)
@@ -218,7 +221,12 @@ class EnvelopeConsumer:
             except (ValueError, ValidationError) as exc:
                 malformed.append((message, f"malformed envelope: {exc}"))
         self.stats.received += len(messages)
-        outcome = self._apply_with_retries(envelopes)
+        with tracing.processing(self.queue_name, envelopes, messages, self.inbox.acts_on) as deliveries:
+            outcome = self._apply_with_retries(envelopes)
+            for envelope, reason in outcome.parked:
+                deliveries.failed(envelope.get("event_id"), f"parked: {reason}")
+            for failure in outcome.failed:
+                deliveries.failed(failure.envelope.get("event_id"), failure.reason)
         by_id = {m.properties.get("message_id"): m for m in messages}
         self._report_parked(channel, outcome.parked, by_id)
         for failure in outcome.failed:

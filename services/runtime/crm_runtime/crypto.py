@@ -398,26 +398,47 @@ class ShreddingMapper(Mapper):  # type: ignore[type-arg]
         super().__init__(transcoder, compressor=compressor, cipher=cipher)
         self.keys = keys
         self.personal = dict(personal)
-        #: Topics of the events sealed under their originator's key (the person is the aggregate).
+        #: Topics of the events sealed under their originator's key (the person is the aggregate), and of
+        #: those sealed under the key of the person a field names (an order under its customer's).
         self._sealed_by_originator = {get_topic(cls) for cls, spec in self.personal.items() if spec.subject is None}
+        self._sealed_by_field = {get_topic(cls) for cls, spec in self.personal.items() if spec.subject is not None}
 
     def preload(self, stored_events: Iterable[Any]) -> None:
         """Fetch, in one query, the keys that reading these stored events (or notifications) will need."""
-        self.keys.preload(uuid.UUID(str(e.originator_id)) for e in stored_events
-                          if e.topic in self._sealed_by_originator)
+        self.keys.preload(subject for e in stored_events if (subject := self._sealed_for(e)) is not None)
+
+    def _sealed_for(self, stored_event: Any) -> uuid.UUID | None:
+        """Whose key reading `stored_event` needs, if any: its originator's, or the subject its sealed
+        fields name (read from the stored state; not when a cipher or compressor hides it)."""
+        if stored_event.topic in self._sealed_by_originator:
+            return uuid.UUID(str(stored_event.originator_id))
+        if stored_event.topic in self._sealed_by_field and self.cipher is None and self.compressor is None:
+            sealed = self.transcoder.decode(stored_event.state).get(SEALED_KEY)
+            return uuid.UUID(sealed["subject"]) if sealed else None
+        return None
 
     def prepare(self, domain_events: Any) -> None:
         """Make (or fetch) the data keys these events will be sealed with, in the caller's thread: a
         group commit's leader then seals every queued save with cached keys instead of making each
         save's key in turn while the others wait."""
         for domain_event in domain_events:
-            spec = self.personal.get(type(domain_event))
+            spec = self._sealing(domain_event)
             if spec is not None:
                 state = vars(domain_event)
                 self.keys.cipher_for_new(state[spec.subject] if spec.subject else state["originator_id"])
 
-    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+    def _sealing(self, domain_event: Any) -> PersonalFields | None:
+        """The declaration to seal `domain_event` by; None when it holds nothing personal: undeclared, or
+        every personal field holds what it reads as once shredded (stored as it is, needing no key, so
+        a record of an erased person still takes anonymous facts)."""
         spec = self.personal.get(type(domain_event))
+        if spec is None or all(value == spec.redacted[name] for name, value in vars(domain_event).items()
+                               if name in spec.redacted):
+            return None
+        return spec
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        spec = self._sealing(domain_event)
         if spec is None:
             return super().to_stored_event(domain_event)
         state = dict(vars(domain_event))

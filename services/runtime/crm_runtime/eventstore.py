@@ -2,7 +2,8 @@
 
 Each service's application subclasses ServiceApplication. It stores its events in its own PostgreSQL
 schema, never creates tables at start (migration is explicit: `crm-migrate`), and stamps every new
-event with the command's correlation and causation ids, which the relay copies into the envelope.
+event with the command's correlation and causation ids, and the `traceparent` of the span saving it
+when tracing is on (crm_runtime.tracing), which the relay copies into the envelope.
 
 It always inserts through eventsourcing's default path, never its database functions
 (POSTGRES_ENABLE_DB_FUNCTIONS): the default path locks the events table for each insert, so
@@ -33,7 +34,7 @@ from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.utils import Environment
 from psycopg.types.composite import CompositeInfo, register_composite
 
-from crm_runtime import config, metrics
+from crm_runtime import config, metrics, tracing
 from crm_runtime.crypto import DataKeys, PersonalFields, PostgresDataKeys, ShreddingMapper, data_keys_for
 from crm_runtime.inbox import connection_usable
 
@@ -50,10 +51,12 @@ _FALSE = {"", "0", "n", "no", "f", "false", "off"}
 
 @dataclass(frozen=True)
 class CommandMetadata:
-    """Who asked for a change: the request's correlation id and the message that caused it."""
+    """Who asked for a change: the request's correlation id and the message that caused it; on a stored
+    event also the `traceparent` of the span that saved it (None: not traced)."""
 
     correlation_id: str | None = None
     causation_id: str | None = None
+    traceparent: str | None = None
 
 
 _current_metadata: contextvars.ContextVar[CommandMetadata] = contextvars.ContextVar(
@@ -112,7 +115,7 @@ def reaction_tracking(tracking: Tracking) -> Iterator[ReactionTracking]:
 def event_metadata(domain_event: Any) -> CommandMetadata:
     """The metadata stamped on a stored (or pending) domain event."""
     meta = vars(domain_event).get(METADATA_KEY) or {}
-    return CommandMetadata(meta.get("correlation_id"), meta.get("causation_id"))
+    return CommandMetadata(meta.get("correlation_id"), meta.get("causation_id"), meta.get(tracing.TRACEPARENT))
 
 
 def event_store_env(service: str, *, create_table: bool | None = None) -> dict[str, str]:
@@ -389,6 +392,9 @@ class ServiceApplication(Application):
         """Save aggregates in one transaction, stamping each new event with command metadata."""
         meta = current_metadata()
         stamp = {"correlation_id": meta.correlation_id, "causation_id": meta.causation_id}
+        traceparent = tracing.current_traceparent()  # None unless tracing is on
+        if traceparent is not None:
+            stamp[tracing.TRACEPARENT] = traceparent
         for obj in objs:
             if isinstance(obj, Aggregate):
                 for pending in obj.pending_events:

@@ -35,6 +35,7 @@ from eventsourcing.utils import TopicError
 from crm_contracts.envelope import event_id_for
 from crm_contracts.integration import Translator
 from crm_runtime.eventstore import event_metadata
+from crm_runtime.tracing import TRACEPARENT
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ class EventFeed:
         if integration is None:
             return None
         meta = event_metadata(domain_event)
-        return {
+        envelope = {
             "event_id": event_id_for(notification.originator_id, notification.originator_version),
             "type": integration.type,
             "version": integration.version,
@@ -147,5 +148,8 @@ class EventFeed:
             "customer_id": integration.customer_id,
             "correlation_id": meta.correlation_id,
             "causation_id": meta.causation_id,
-            "payload": integration.payload,
         }
+        if meta.traceparent is not None:  # only what was stored with the event: the same bytes every time
+            envelope[TRACEPARENT] = meta.traceparent
+        envelope["payload"] = integration.payload
+        return envelope

@@ -23,6 +23,11 @@ with one replica keeps its plain name.
 
 CRM_SERVICES (e.g. `customer,customer360,gateway`) runs and migrates only those services.
 
+CRM_EXPORTER=on (`make run` sets it) also runs `crm-admin exporter`, the platform-wide relay and
+consumer lag for Prometheus, as a supervised process named `exporter` on EXPORTER_PORT (default
+9400); it is ready when its /metrics answers. Off by default, so platforms started by tests never
+contend for its port.
+
 Service addresses: every process is told where the others listen (CRM_<SERVICE>_URLS, one URL per
 replica), so commands and feed pulls go over HTTP and need no broker (crm_runtime.nameko.client), as
 Kubernetes Services would give them. CRM_COMMAND_TRANSPORT=amqp keeps them on RabbitMQ RPC instead.
@@ -68,10 +73,30 @@ class Process:
     target: str
     port: int
     service: str = ""
+    #: What proves it is ready: a service's readiness, the exporter's /metrics.
+    health_path: str = "/health/ready"
 
     @property
     def health_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/health/ready"
+        return f"http://127.0.0.1:{self.port}{self.health_path}"
+
+    def command(self) -> list[str]:
+        """How the supervisor starts it: `crm-serve` of its target, or the lag exporter."""
+        if self.service == EXPORTER:
+            return [sys.executable, "-m", "crm_runtime.admin.cli", "exporter", "--address", "127.0.0.1",
+                    "--port", str(self.port)]
+        return [sys.executable, "-m", "crm_runtime.serve", self.target]
+
+
+#: The name of the lag exporter's process (crm-admin exporter) under the supervisor.
+EXPORTER = "exporter"
+
+
+def exporter_process(env: Mapping[str, str]) -> Process | None:
+    """The lag exporter's process when CRM_EXPORTER is on (see the module docstring)."""
+    if (env.get("CRM_EXPORTER") or "off").strip().lower() not in {"on", "true", "1", "yes"}:
+        return None
+    return Process(EXPORTER, "crm-admin exporter", int(env.get("EXPORTER_PORT") or 9400), EXPORTER, "/metrics")
 
 
 def replica_counts(spec: str) -> dict[str, int]:
@@ -93,7 +118,8 @@ def chosen_services(env: Mapping[str, str]) -> list[str] | None:
 
 def processes(env: Mapping[str, str]) -> list[Process]:
     """Every registered service's processes (or CRM_SERVICES'), gateway last, each with its port
-    (GATEWAY_PORT, SERVICE_BASE_PORT) and as many replicas as CRM_REPLICAS asks for."""
+    (GATEWAY_PORT, SERVICE_BASE_PORT) and as many replicas as CRM_REPLICAS asks for; then the lag
+    exporter when CRM_EXPORTER is on."""
     found = sorted(entry_points(group="crm.services"), key=lambda e: (e.name == "gateway", e.name))
     only = chosen_services(env)
     replicas = replica_counts(env.get("CRM_REPLICAS") or "")
@@ -114,7 +140,8 @@ def processes(env: Mapping[str, str]) -> list[Process]:
             else:
                 port, next_port = next_port, next_port + 1
             result.append(Process(name, entry.value, port, entry.name))
-    return result
+    exporter = exporter_process(env)
+    return result if exporter is None else [*result, exporter]
 
 
 def service_addresses(found: list[Process], env: Mapping[str, str]) -> dict[str, str]:
@@ -124,7 +151,7 @@ def service_addresses(found: list[Process], env: Mapping[str, str]) -> dict[str,
         return {}
     urls: dict[str, list[str]] = {}
     for process in found:
-        if process.service != "gateway":
+        if process.service not in ("gateway", EXPORTER):
             urls.setdefault(process.service, []).append(f"http://127.0.0.1:{process.port}")
     return {
         key: ",".join(addresses)
@@ -194,6 +221,7 @@ class Child:
     def report(self) -> dict[str, Any]:
         return {
             "service": self.process.service, "target": self.process.target, "port": self.process.port,
+            "health_path": self.process.health_path,
             "state": self.state, "pid": self.popen.pid if self.popen else None, "restarts": self.restarts,
             "last_exit": self.last_exit, "next_restart": self.next_restart,
         }
@@ -286,7 +314,7 @@ class Supervisor:
         env = {**self.env, "WEB_SERVER_ADDRESS": f"127.0.0.1:{process.port}", "PGAPPNAME": process.name}
         with open(self.run_dir / f"{process.name}.log", "ab") as output:
             child.popen = subprocess.Popen(
-                [sys.executable, "-m", "crm_runtime.serve", process.target],
+                process.command(),
                 env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
             )
         self.pid_file(process.name).write_text(str(child.popen.pid))
@@ -404,7 +432,8 @@ class LocalPlatform:
         recorded = self.supervisor_state().get("processes", {})
         if recorded and self.supervisor_pid():  # a running platform: its processes, whatever our environment
             self.processes = {
-                name: Process(name, p["target"], p["port"], p["service"]) for name, p in recorded.items()
+                name: Process(name, p["target"], p["port"], p["service"], p.get("health_path", "/health/ready"))
+                for name, p in recorded.items()
             }
 
     def pid_file(self, name: str) -> Path:

@@ -41,6 +41,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from crm_contracts.errors import StaleVersionError
+from crm_runtime import tracing
 from crm_runtime.commands import derived_id
 from crm_runtime.eventstore import ReactionSavedTwiceError, ServiceApplication, command_metadata, reaction_tracking
 from crm_runtime.inbox import Envelope, FeedUnavailableError, Fetch, Outcome, is_transient, receive_by_origin
@@ -235,7 +236,7 @@ class PolicyInbox:
             tracking = Tracking(origin, position)
             try:
                 with command_metadata(envelope.get("correlation_id"), envelope["event_id"]), \
-                        reaction_tracking(tracking) as pending:
+                        tracing.reacting(envelope), reaction_tracking(tracking) as pending:
                     if reaction is not None:
                         reaction(self.app, envelope)
                     if not pending.recorded:

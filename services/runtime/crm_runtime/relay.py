@@ -35,7 +35,7 @@ import psycopg2
 from psycopg2 import sql
 
 from crm_contracts.envelope import EXCHANGE, routing_key
-from crm_runtime import config, metrics
+from crm_runtime import config, metrics, tracing
 from crm_runtime.feed import EventFeed, Unpublishable
 
 log = logging.getLogger(__name__)
@@ -149,18 +149,30 @@ class ConfirmingPublisher:
 
     def publish(self, envelopes: list[dict[str, Any]]) -> None:
         """Publish every envelope, then wait until the broker has confirmed each of them."""
+        keys = [routing_key(envelope["origin"], envelope["type"]) for envelope in envelopes]
+        spans = tracing.publish_spans(EXCHANGE, keys, envelopes)  # [] when tracing is off
+        try:
+            self._publish(envelopes, keys, spans)
+        except BaseException as exc:
+            for span in spans:
+                tracing.end_span(span, exc)
+            raise
+        for span in spans:
+            tracing.end_span(span)
+
+    def _publish(self, envelopes: list[dict[str, Any]], keys: list[str], spans: list[Any]) -> None:
         try:
             if self.connection is None:
                 self._connect()
             tags = set()
-            for envelope in envelopes:
+            for index, envelope in enumerate(envelopes):
                 self._next_tag += 1
                 tags.add(self._next_tag)
                 self._outstanding.add(self._next_tag)
                 self.channel.basic_publish(
-                    self._message(envelope),
+                    self._message(envelope, tracing.traceparent_of(spans[index]) if spans and spans[index] else None),
                     exchange=EXCHANGE,
-                    routing_key=routing_key(envelope["origin"], envelope["type"]),
+                    routing_key=keys[index],
                     mandatory=True,
                 )
             started = time.monotonic()
@@ -218,7 +230,12 @@ class ConfirmingPublisher:
             self.drop()
 
     @staticmethod
-    def _message(envelope: dict[str, Any]) -> amqp.Message:
+    def _message(envelope: dict[str, Any], traceparent: str | None = None) -> amqp.Message:
+        """The message of one envelope. `traceparent`: the publish span's context, a header beside the
+        envelope (whose own `traceparent`, stored with the event, stays the command's)."""
+        headers: dict[str, Any] = {"origin": envelope["origin"], "position": envelope["position"]}
+        if traceparent is not None:
+            headers[tracing.TRACEPARENT] = traceparent
         return amqp.Message(
             json.dumps(envelope, separators=(",", ":")),
             content_type="application/json",
@@ -226,7 +243,7 @@ class ConfirmingPublisher:
             message_id=envelope["event_id"],
             correlation_id=envelope["correlation_id"] or "",
             type=envelope["type"],
-            application_headers={"origin": envelope["origin"], "position": envelope["position"]},
+            application_headers=headers,
         )
 
     def close(self) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -15,7 +15,20 @@ from eventsourcing.persistence import IntegrityError
 
 from crm_contracts.errors import StaleVersionError
 from crm_contracts.vocabulary.sales import OPEN_STAGES
+from crm_runtime.crypto import DataKeys, PersonalFields
 from crm_runtime.eventstore import ServiceApplication
+from crm_runtime.rights import (
+    ErasureState,
+    erasure_state_of,
+    forget_records,
+    forget_subjects,
+    refusing_erased_customers,
+    repoint_records,
+    restore_records,
+    save_changed,
+    subjects_of,
+    survivor_path,
+)
 from crm_sales.domain import (
     ZERO,
     Opportunity,
@@ -27,6 +40,18 @@ from crm_sales.domain import (
 #: Notifications read from the log per page while folding it for a query.
 FOLD_PAGE = 1000
 RATE_PLACES = Decimal("0.0001")
+
+#: The personal fields of sales' events, sealed (crm_runtime.crypto) under the data key of the customer the
+#: opportunity was opened for, with what each reads as once that key is shredded (domain.py says why
+#: these): the title, the reason a quote was rejected, the reason the deal was lost. Amounts, dates,
+#: stages and quote lines stay clear.
+PERSONAL_DATA: dict[type, PersonalFields] = {
+    Opportunity.Opened: PersonalFields({"title": ""}, subject="customer_id"),
+    Opportunity.QuoteRejected: PersonalFields({"reason": None}, subject="opened_for"),
+    Opportunity.Lost: PersonalFields({"reason": ""}, subject="opened_for"),
+}
+#: The events that say whose an opportunity is from then on (each carries its `customer_id`).
+OPPORTUNITY_OWNER_EVENTS = (Opportunity.Opened, Opportunity.CustomerRepointed, Opportunity.CustomerRestored)
 
 
 @dataclass(frozen=True)
@@ -54,6 +79,8 @@ class Opportunities(ServiceApplication):
 
     service = "sales"
     stage_probabilities = StageProbabilities()
+    personal_data: ClassVar[dict[type, PersonalFields]] = PERSONAL_DATA
+    data_keys: DataKeys
 
     # --- commands --------------------------------------------------------------------------------
 
@@ -80,8 +107,10 @@ class Opportunities(ServiceApplication):
             customer_id, title, owner, amount, currency, expected_close_date, self.stage_probabilities, lead_id, at,
             opportunity_id,
         )
+        self._follow_merges(opportunity)
         try:
-            self.save(opportunity)
+            with refusing_erased_customers():
+                self.save(opportunity)
         except IntegrityError:
             if opportunity_id is not None and (lead_id is None or self._opened_alike(opportunity)):
                 return self.opportunity(opportunity.id)
@@ -109,14 +138,23 @@ class Opportunities(ServiceApplication):
         opportunity = Opportunity.open(
             customer_id, title, owner, amount, currency, expected_close_date, self.stage_probabilities, lead_id, at
         )
+        self._follow_merges(opportunity)
         try:
-            self.save(opportunity)
+            with refusing_erased_customers():
+                self.save(opportunity)
         except IntegrityError:
             opened = self._opened_from(lead_id)  # a racing delivery opened it first
             if opened is None:
                 raise
             return opened
         return opportunity
+
+    def _follow_merges(self, opportunity: Opportunity) -> None:
+        """An opportunity of a customer merged into another is re-pointed along the merges (each step
+        undoable) in the save at hand: opened for the absorbed id (a command racing the merge), or
+        committed while the merge's reaction was looking for the opportunities to re-point (caught by
+        the next command on it)."""
+        opportunity.follow_merges(survivor_path(self.repository, opportunity.customer_id))
 
     def _opened_from(self, lead_id: UUID) -> Opportunity | None:
         try:
@@ -233,13 +271,43 @@ class Opportunities(ServiceApplication):
             return opportunity
         check_version(opportunity, expected_version)
         command(opportunity)
+        self._follow_merges(opportunity)
         try:
-            self.save(opportunity)
+            with refusing_erased_customers():  # erased, and the forgetting not applied here yet
+                self.save(opportunity)
         except IntegrityError:
             raise StaleVersionError(
                 f"opportunity {opportunity_id} was changed concurrently; reload it and retry"
             ) from None
         return opportunity
+
+    # --- the customer's rights (crm_runtime.rights): erasure, merge, unmerge ---------------------------
+
+    def forget_customer(self, customer_id: UUID, request_id: str) -> None:
+        """The customer_erased policy's command: shred the data keys of the customer and of everyone
+        merged into them, then mark forgotten, in one save, each of their opportunities (with those
+        re-pointed from them to a survivor, when an absorbed customer is erased on its own), so the
+        listing re-projects them from state that now reads redacted. Idempotent."""
+        subjects = subjects_of(self.repository, customer_id)
+        forget_subjects(self.data_keys, subjects, request_id)
+        save_changed(self, forget_records(self, subjects, request_id, OPPORTUNITY_OWNER_EVENTS, self.opportunity))
+
+    def erasure_state(self, customer_id: UUID) -> ErasureState:
+        """"done" once the keys of the customer (and of everyone merged into them) are shredded and the
+        key cache's time has passed; "done" for a customer sales never heard of."""
+        return erasure_state_of(self.data_keys, subjects_of(self.repository, customer_id))
+
+    def absorb_customer(self, customer_id: UUID, survivor_id: UUID, merge_id: str) -> None:
+        """The customer_merged policy's command: every opportunity of `customer_id` (quotes included, open
+        or closed) becomes the survivor's by an event remembering where it came from, with the merge
+        noted, in one save. Found in the event store itself, so one opened just before the merge is not
+        missed; one opened for `customer_id` after it follows the merge as it is opened. Idempotent."""
+        repoint_records(self, customer_id, survivor_id, merge_id, OPPORTUNITY_OWNER_EVENTS, self.opportunity)
+
+    def restore_customer(self, customer_id: UUID, survivor_id: UUID, merge_id: str) -> None:
+        """The customer_unmerged policy's command: every opportunity the merge re-pointed goes back to
+        `customer_id`; those opened for the survivor since stay the survivor's. Idempotent."""
+        restore_records(self, customer_id, survivor_id, merge_id, OPPORTUNITY_OWNER_EVENTS, self.opportunity)
 
     # --- queries ---------------------------------------------------------------------------------
 

@@ -22,6 +22,18 @@ Decisions a reader needs:
   customer accepted, not the estimate.
 - Times are given by the caller (default: now, UTC), so stage history is exact on replay and testable.
 - Every domain event carries `customer_id` so publishing needs nothing but the event itself.
+- A customer's rights (crm_runtime.rights). Personal, and sealed by the application under the data
+  key of the customer the opportunity was opened for, wherever merges take it (the events after the
+  opening name that customer as `opened_for`; those stored before sealing carry none): the title (an
+  opportunity opened from a lead is titled by the lead's company and contact name, "Bright Retail
+  (Zhang Min)", so every title is treated as naming a person), the reason a customer gave for
+  rejecting a quote, and the reason the deal was lost (free text). Not
+  personal: quote lines (products and prices), amounts, dates, stages, the owner (a sales rep's id).
+  An opportunity is a crm_runtime.rights.CustomerOwnedRecord: a merge re-points it, quotes included,
+  to the survivor by `CustomerRepointed`
+  (remembering `merged_from` and `merge_id`; later events carry the survivor), an unmerge gives it
+  back by `CustomerRestored`; an erasure marks it `CustomerForgotten`: its later reasons are recorded
+  redacted, and every other command goes on.
 """
 
 from __future__ import annotations
@@ -33,7 +45,7 @@ from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from eventsourcing.domain import Aggregate, event
+from eventsourcing.domain import event
 
 from crm_contracts.errors import ConflictError, InvalidRequestError, NotFoundError, RuleViolationError
 from crm_contracts.vocabulary.money import MAX_LINE_AMOUNT
@@ -47,6 +59,7 @@ from crm_contracts.vocabulary.sales import (
     QUOTE_STAGES,
     STAGE_MOVES,
 )
+from crm_runtime.rights import CustomerOwnedRecord
 
 #: Opportunities opened from a lead get an id derived from it, so opening twice from one lead collides.
 OPPORTUNITY_FROM_LEAD_NAMESPACE = uuid.UUID("9c4e2f7a-1b3d-4a6e-8f20-7d5c3b1a9e64")
@@ -189,7 +202,7 @@ class Quote:
     rejection_reason: str | None = None
 
 
-class Opportunity(Aggregate):
+class Opportunity(CustomerOwnedRecord):
     """A chance to sell to one customer, worked through the stages until it is won or lost."""
 
     @classmethod
@@ -230,6 +243,8 @@ class Opportunity(Aggregate):
         at: datetime,
     ) -> None:
         self.customer_id = customer_id
+        #: Whose data key seals the opportunity's personal fields, wherever merges take it.
+        self.opened_for = customer_id
         self.lead_id = lead_id
         self.title = title
         self.owner = owner
@@ -244,6 +259,9 @@ class Opportunity(Aggregate):
         self.closed_at: datetime | None = None
         self.lost_reason: str | None = None
         self.won_quote_id: uuid.UUID | None = None
+        #: The merges that re-pointed this opportunity, oldest first, each {"merge_id", "merged_from"}.
+        self.merges: list[dict[str, Any]] = []
+        self.customer_forgotten = False
 
     @classmethod
     def open(
@@ -458,12 +476,14 @@ class Opportunity(Aggregate):
         self.check_open("reject a quote")
         quote = self._undecided(quote_id)
         if reason is not None:
-            reason = check_text(reason, "reason")
-        self._quote_rejected(self.customer_id, quote.quote_id, quote.version, reason, check_time(at))
+            reason = self._personal(check_text(reason, "reason"), None)
+        self._quote_rejected(self.customer_id, quote.quote_id, quote.version, reason, check_time(at),
+                             opened_for=self.opened_for)
 
     @event("QuoteRejected")
     def _quote_rejected(
-        self, customer_id: uuid.UUID, quote_id: uuid.UUID, quote_version: int, reason: str | None, at: datetime
+        self, customer_id: uuid.UUID, quote_id: uuid.UUID, quote_version: int, reason: str | None, at: datetime,
+        opened_for: uuid.UUID | None = None,
     ) -> None:
         self._decide(quote_id, "rejected", at, reason)
 
@@ -526,7 +546,7 @@ class Opportunity(Aggregate):
     def lose(self, reason: str, probabilities: StageProbabilities, at: datetime | None = None) -> None:
         """Close as lost, saying why."""
         self.check_open("lose")
-        reason = check_text(reason, "reason")
+        reason = self._personal(check_text(reason, "reason"), "")
         self._lost(
             customer_id=self.customer_id,
             owner=self.owner,
@@ -536,6 +556,7 @@ class Opportunity(Aggregate):
             amount=self.amount,
             currency=self.currency,
             at=check_time(at),
+            opened_for=self.opened_for,
         )
 
     @event("Lost")
@@ -549,6 +570,7 @@ class Opportunity(Aggregate):
         amount: Decimal,
         currency: str,
         at: datetime,
+        opened_for: uuid.UUID | None = None,
     ) -> None:
         self._enter("lost", probability, at)
         self.lost_reason = reason

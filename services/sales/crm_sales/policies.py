@@ -8,10 +8,14 @@ from typing import Any
 from crm_contracts import customer as customer_contracts
 from crm_contracts.fields import schema_of
 from crm_runtime.policy import Policies
+from crm_runtime.rights import react_to_customer_rights
 from crm_sales.application import Opportunities
 from crm_sales.domain import MAX_TEXT
 
 policies = Policies("sales")
+#: customer_erased, customer_merged, customer_unmerged: Opportunities.forget_customer, absorb_customer,
+#: restore_customer.
+react_to_customer_rights(policies)
 
 #: The owner of an opportunity whose lead named no sales rep: a queue the sales manager assigns from.
 DEFAULT_OWNER = "unassigned"

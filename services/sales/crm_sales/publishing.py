@@ -1,9 +1,13 @@
-"""Sales domain events -> published integration events. The only place that translates."""
+"""Sales domain events -> published integration events. The only place that translates.
+
+Every Opportunity event is public but `CustomerForgotten` (the customer service published the erasure);
+merge records (crm_runtime.rights.CustomerMerge) are internal."""
 
 from __future__ import annotations
 
 from crm_contracts import sales as contracts
 from crm_contracts.integration import IntegrationEvent, Translator, integration_event
+from crm_runtime.rights import customer_changed
 from crm_sales.domain import Opportunity
 
 translator = Translator(origin="sales")
@@ -181,3 +185,12 @@ def opportunity_lost(event: Opportunity.Lost) -> IntegrationEvent:
         },
         customer_id=event.customer_id,
     )
+
+
+@translator.translates(Opportunity.CustomerRepointed, Opportunity.CustomerRestored)
+def opportunity_customer_changed(
+    event: Opportunity.CustomerRepointed | Opportunity.CustomerRestored,
+) -> IntegrationEvent:
+    """Opportunity.CustomerRepointed (a merge) and CustomerRestored (an unmerge) as
+    `opportunity_customer_changed`: the opportunity follows its customer."""
+    return customer_changed(contracts.OpportunityCustomerChangedV1, "opportunity_id", event, event.timestamp)

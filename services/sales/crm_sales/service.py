@@ -10,6 +10,7 @@ from crm_contracts.fields import schema_of
 from crm_runtime.listing import Listing
 from crm_runtime.nameko.dependencies import EventSourcedApplication, PolicyConsumer, PostgresCursor
 from crm_runtime.nameko.listing import ListingProjection
+from crm_runtime.nameko.rights import CustomerRightsService
 from crm_runtime.nameko.rpc import aggregate_id, rpc
 from crm_runtime.nameko.service import EventSourcedService
 from crm_sales.application import Opportunities
@@ -33,8 +34,9 @@ def opportunity_view(opportunity: Opportunity) -> dict[str, Any]:
     return _opportunity.dump(opportunity)
 
 
-class SalesService(EventSourcedService):
-    """Opportunities through the pipeline, their quotes, won and lost; pipeline, forecast and win rate.
+class SalesService(CustomerRightsService, EventSourcedService):
+    """Opportunities through the pipeline, their quotes, won and lost; pipeline, forecast and win rate;
+    where the erasure of a customer stands here (`erasure_status`).
 
     Every command takes `command_id` (one client shape); it decides the id of what a command creates
     (an opportunity, a quote version), so a redelivery answers its first outcome and creates nothing twice.

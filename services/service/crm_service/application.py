@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -15,6 +15,17 @@ from eventsourcing.utils import get_topic
 
 from crm_contracts.errors import NotFoundError, StaleVersionError
 from crm_runtime.commands import IdempotentApplication
+from crm_runtime.crypto import PersonalFields
+from crm_runtime.rights import (
+    erasure_state_of,
+    forget_subjects,
+    record_merge,
+    record_unmerge,
+    records_of,
+    refusing_erased_customers,
+    subjects_of,
+    survivor_path,
+)
 from crm_service.domain import (
     Case,
     CaseNotFoundError,
@@ -30,6 +41,30 @@ from crm_service.domain import (
 
 A = TypeVar("A", bound=Aggregate)
 
+#: The personal fields of the service's events, sealed under the data key of the record's owner
+#: (`owner_id`: the customer the case or survey was first for, or the record itself when it has
+#: none; crm_runtime.crypto), with what each reads as once that customer is erased. Personal: what
+#: the person wrote or what names or reaches them (the message's subject and body, the sender's
+#: address, answers written to them, resolutions and complaint texts about their matter, survey
+#: comments). Not personal (kept for analytics): ids, dates, channels, departments, priorities, SLA
+#: facts, scores, categories, agents' and groups' names, and operators' reasons (escalation, reopening)
+#: and a complaint's root cause, as the customer service keeps its operators' notes.
+PERSONAL_DATA: dict[type, PersonalFields] = {
+    Case.Opened: PersonalFields({"subject": "", "body": "", "sender": ""}, subject="owner_id"),
+    Case.Acknowledged: PersonalFields({"sender": ""}, subject="owner_id"),
+    Case.Responded: PersonalFields({"body": ""}, subject="owner_id"),
+    Case.Resolved: PersonalFields({"resolution": ""}, subject="owner_id"),
+    Case.ComplaintAssessed: PersonalFields({"assessment": ""}, subject="owner_id"),
+    Case.ComplaintResolved: PersonalFields({"resolution": ""}, subject="owner_id"),
+    Case.ComplaintSummarised: PersonalFields({"summary": ""}, subject="owner_id"),
+    Case.SurveyCompleted: PersonalFields({"comment": None}, subject="owner_id"),
+    Survey.Answered: PersonalFields({"comment": None}, subject="owner_id"),
+}
+
+#: The events that say whose a case or survey is (each carries it as `customer_id`): what `records_of` folds.
+_OWNERSHIP_EVENTS = (Case.Opened, Case.CustomerMerged, Case.CustomerUnmerged,
+                     Survey.Requested, Survey.CustomerMerged, Survey.CustomerUnmerged)
+
 
 def _now(now: datetime | None) -> datetime:
     return now or datetime.now(UTC)
@@ -44,6 +79,7 @@ class ServiceDesk(IdempotentApplication):
 
     service = "service"
     policy = ServicePolicy()
+    personal_data: ClassVar[dict[type, PersonalFields]] = PERSONAL_DATA
     #: How many FAQ articles a new case's acknowledgement points to.
     suggestions_per_case = 3
 
@@ -69,7 +105,8 @@ class ServiceDesk(IdempotentApplication):
         def open_case() -> Case:
             suggestions = self.suggest_faqs(f"{subject}\n{body}", self.suggestions_per_case)
             suggested = [s.article_id for s in suggestions]
-            case = Case.open(channel, subject, body, sender, customer_id, _now(now), self.policy, suggested, case_id)
+            customer = self.final_customer(customer_id)
+            case = Case.open(channel, subject, body, sender, customer, _now(now), self.policy, suggested, case_id)
             return self._create(case, case_id, self.case)
 
         return self._once(command_id, open_case, case_id, self.case)
@@ -250,7 +287,7 @@ class ServiceDesk(IdempotentApplication):
         existing = self._existing_survey(Survey.id_for(subject, subject_id))
         if existing is not None:
             return existing
-        survey = Survey.request(subject, subject_id, customer_id, at)
+        survey = Survey.request(subject, subject_id, self.final_customer(customer_id), at)
         return self._create(survey, survey.id, self.survey)
 
     def answer_survey(
@@ -448,6 +485,83 @@ class ServiceDesk(IdempotentApplication):
             return self.repository.get(KnowledgeBase.create_id())
         except AggregateNotFoundError:
             return KnowledgeBase()
+
+    # --- a customer's rights: erasure, merge, unmerge (crm_runtime.rights) -------------------------
+
+    def final_customer(self, customer_id: UUID | None) -> UUID | None:
+        """The customer a new record of `customer_id` belongs to: its final survivor if it was merged
+        (a command racing the merge, or a caller that has not followed the redirect)."""
+        path = survivor_path(self.repository, customer_id) if customer_id is not None else []
+        return path[-1][1] if path else customer_id
+
+    def records_of(self, customer_id: UUID) -> list[UUID]:
+        """Ids of the cases and surveys that belong to `customer_id` now, oldest first: folded from the
+        event store (crm_runtime.rights.records_of), not the lagging listing, so a reaction to a merge or
+        an erasure sees every record committed before it. It reads every case's and survey's ownership
+        events: a merge or an erasure costs a scan of them, acceptable for operations this rare."""
+        return records_of(self, [customer_id], _OWNERSHIP_EVENTS)
+
+    def _records(self, customer_id: UUID) -> list[Case | Survey]:
+        return [self.repository.get(record_id) for record_id in self.records_of(customer_id)]
+
+    def forget_customer(self, customer_id: UUID, request_id: str) -> None:
+        """Erase the customer here: the data keys of the customer and of every customer merged into it
+        (their re-pointed records hold data sealed under their own keys) shredded, then each of the
+        customer's cases and surveys noted as forgotten, in one save, so the listing rewrites their
+        rows from state that now reads redacted. Idempotent."""
+        assert self.data_keys is not None  # PERSONAL_DATA is declared
+        forget_subjects(self.data_keys, subjects_of(self.repository, customer_id), request_id)
+        at = datetime.now(UTC)
+        forgotten = [record for record in self._records(customer_id) if record.forget(request_id, at)]
+        if forgotten:
+            self.save(*forgotten)
+
+    def erasure_state(self, customer_id: UUID) -> str:
+        """Where the customer's erasure stands here: "done" once every key `forget_customer` shreds is
+        shredded (and CRM_DATA_KEY_TTL has passed), or if this service never sealed anything of theirs."""
+        return erasure_state_of(self.data_keys, subjects_of(self.repository, customer_id))
+
+    def absorb_customer(self, customer_id: UUID, survivor_id: UUID, merge_id: str) -> None:
+        """The customer was merged into `survivor_id`: each of its cases and surveys is re-pointed to
+        the survivor by an event naming `customer_id` and `merge_id` (published events of the record
+        carry the survivor from then on; routing, SLA clocks and status stay as they were), its survey
+        scores count in the survivor's satisfaction index, and new records of it go to the survivor.
+        One save; a redelivered merge changes nothing."""
+        at = datetime.now(UTC)
+        changed: list[Aggregate] = [record for record in self._records(customer_id)
+                                    if record.repoint(survivor_id, merge_id, at)]
+        changed.extend(record_merge(self.repository, customer_id, survivor_id, merge_id))
+        scores = self._satisfaction(customer_id)
+        if scores is not None:
+            counted = self._satisfaction(survivor_id) or CustomerSatisfaction(customer_id=survivor_id)
+            if counted.absorb(scores, merge_id):
+                changed.append(counted)
+        self._save_changed(*changed)
+
+    def restore_customer(self, customer_id: UUID, survivor_id: UUID, merge_id: str) -> None:
+        """Undo merge `merge_id` for `customer_id`: every case and survey it re-pointed to the survivor
+        is the customer's again (what was opened on the survivor after the merge stays with the
+        survivor), its scores leave the survivor's index. One save; idempotent."""
+        at = datetime.now(UTC)
+        changed: list[Aggregate] = [record for record in self._records(survivor_id)
+                                    if record.give_back(customer_id, merge_id, at)]
+        changed.extend(record_unmerge(self.repository, customer_id, survivor_id, merge_id))
+        counted = self._satisfaction(survivor_id)
+        if counted is not None and counted.give_back(merge_id):
+            changed.append(counted)
+        self._save_changed(*changed)
+
+    def _save_changed(self, *aggregates: Aggregate) -> None:
+        """Save those with new events, in one transaction (a policy's reaction saves once)."""
+        changed = [aggregate for aggregate in aggregates if aggregate.pending_events]
+        if changed:
+            self._save(*changed)
+
+    def save(self, *objs: Any, **kwargs: Any) -> Any:
+        """Save; writing new personal data of an erased customer (a case's text, a response, a survey
+        comment: their key is gone) is a conflict (409) saying why, and changes nothing."""
+        with refusing_erased_customers():
+            return super().save(*objs, **kwargs)
 
     # --- load and save --------------------------------------------------------------------------
 

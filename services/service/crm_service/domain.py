@@ -18,6 +18,12 @@ reclassification to a less urgent class (or the same one) counts from opening, a
 Surveys: a fully delivered order and a closed case each get one satisfaction survey request
 (Survey, its id derived from the subject, so a second request changes nothing). A delivery's
 survey is answered on the Survey; a case's is answered on the case, as before.
+
+A customer's rights (crm_service.application does the erasure): a case or survey remembers whose data
+key seals its texts (`owner_id`: the customer it was first for, or itself); a merge re-points it to the
+survivor by an event naming the merge (`repoint`), an unmerge gives it back (`give_back`, only the latest
+re-pointing, so chains unwind latest first); neither touches its handling or its SLA clock.
+CustomerSatisfaction counts the scores of customers merged into its customer, by merge.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventsourcing.domain import Aggregate, event
 
@@ -409,9 +415,84 @@ def check_score(score: Any) -> None:
         raise InvalidCaseDataError("score", f"must be a whole number from {SURVEY_MIN_SCORE} to {SURVEY_MAX_SCORE}")
 
 
+class FollowsItsCustomer(Aggregate):
+    """A case or a survey: it follows its customer's merges and notes their erasure, each by an event.
+
+    Re-pointing and forgetting are not changes of a case's handling, so its SLA clock
+    (`last_changed_at`) does not move. Re-pointing is published (case_customer_changed,
+    survey_customer_changed); Forgotten is internal. A subclass's created event sets `customer_id`,
+    `merges = []` (the merges that re-pointed it, latest last: {"merge_id", "merged_from",
+    "survivor_id"}) and `forgotten_at = None` (when the data key of its owner was shredded). The events
+    are defined again on each subclass by eventsourcing (`Case.CustomerMerged`...), so they are stored
+    and published under the subclass's topics.
+    """
+
+    if TYPE_CHECKING:  # set by the subclass's created event (no annotation here: it would be an init field)
+        customer_id: uuid.UUID | None
+        merges: list[dict[str, Any]]
+        forgotten_at: datetime | None
+
+    class CustomerMerged(Aggregate.Event):
+        customer_id: uuid.UUID
+        merged_from: uuid.UUID
+        merge_id: str
+        at: datetime
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.customer_id = self.customer_id
+            aggregate.merges.append(
+                {"merge_id": self.merge_id, "merged_from": self.merged_from, "survivor_id": self.customer_id})
+
+    class CustomerUnmerged(Aggregate.Event):
+        customer_id: uuid.UUID
+        survivor_id: uuid.UUID
+        merge_id: str
+        at: datetime
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.customer_id = self.customer_id
+            aggregate.merges.pop()
+
+    class Forgotten(Aggregate.Event):
+        customer_id: uuid.UUID | None
+        request_id: str
+        at: datetime
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.forgotten_at = self.at
+
+    def repoint(self, survivor_id: uuid.UUID, merge_id: str, now: datetime) -> bool:
+        """The customer was merged into `survivor_id`: the case or survey is the survivor's from now on
+        (its later events and their published forms carry the survivor). False when it was re-pointed
+        by this merge already, or has no customer. Routing, SLA clocks and status are untouched."""
+        if self.customer_id is None or any(m["merge_id"] == merge_id for m in self.merges):
+            return False
+        self.trigger_event(self.CustomerMerged, customer_id=survivor_id, merged_from=self.customer_id,
+                           merge_id=merge_id, at=now)
+        return True
+
+    def give_back(self, customer_id: uuid.UUID, merge_id: str, now: datetime) -> bool:
+        """Undo the re-pointing of merge `merge_id`: it is `customer_id`'s again. False when its latest
+        re-pointing is not that merge's (never re-pointed by it, or given back already)."""
+        latest = self.merges[-1] if self.merges else None
+        if latest is None or latest["merge_id"] != merge_id or latest["merged_from"] != customer_id:
+            return False
+        self.trigger_event(self.CustomerUnmerged, customer_id=customer_id, survivor_id=self.customer_id,
+                           merge_id=merge_id, at=now)
+        return True
+
+    def forget(self, request_id: str, now: datetime) -> bool:
+        """Note that the owner's data key was shredded (it now reads redacted); saved after the
+        shredding so the listing rewrites its row. False when noted already."""
+        if self.forgotten_at is not None:
+            return False
+        self.trigger_event(self.Forgotten, customer_id=self.customer_id, request_id=request_id, at=now)
+        return True
+
+
 # --- the case -----------------------------------------------------------------------------------
 
-class Case(Aggregate):
+class Case(FollowsItsCustomer):
     """One customer message and everything done about it, from first contact to closing.
 
     Status: open -> resolved -> closed, and back to open by reopening. Flagged as a complaint, it
@@ -421,9 +502,25 @@ class Case(Aggregate):
 
     @event("Opened")
     def __init__(
-        self, customer_id: uuid.UUID | None, channel: str, subject: str, body: str, sender: str, at: datetime
+        self,
+        customer_id: uuid.UUID | None,
+        channel: str,
+        subject: str,
+        body: str,
+        sender: str,
+        at: datetime,
+        owner_id: uuid.UUID | None = None,
     ) -> None:
         self.customer_id = customer_id
+        #: Whose data key seals this case's personal fields (crm_service.application.PERSONAL_DATA): the
+        #: customer it was opened for, kept when a merge re-points the case (so erasing that customer
+        #: later shreds what was written about them here, merged or not), or the case itself when it
+        #: has no customer. Cases stored before sealing existed have none in their Opened event.
+        self.owner_id: uuid.UUID = owner_id or customer_id or self.id
+        #: Merges that re-pointed the case, latest last: {"merge_id", "merged_from", "survivor_id"}.
+        self.merges: list[dict[str, Any]] = []
+        #: When the data key of the case's owner was shredded (the customer erased).
+        self.forgotten_at: datetime | None = None
         self.channel = channel
         self.subject = subject
         self.body = body
@@ -486,16 +583,16 @@ class Case(Aggregate):
             raise InvalidCaseDataError("body", "must be text")  # a phone call may have an empty body
         check_text("sender", sender)
         check_aware(now)
+        case_id = case_id or uuid.uuid4()
         facts: dict[str, Any] = {"customer_id": customer_id, "channel": channel, "subject": subject.strip(),
-                                 "body": body, "sender": sender.strip(), "at": now}
-        if case_id is None:
-            case = cls(**facts)
-        else:
-            case = cls._create(cls.Opened, id=case_id, **facts)  # type: ignore[attr-defined]
+                                 "body": body, "sender": sender.strip(), "at": now,
+                                 "owner_id": customer_id or case_id}
+        case = cls._create(cls.Opened, id=case_id, **facts)  # type: ignore[attr-defined]
         found = policy.classification.classify(subject, body)
         case._route(found.department, found.priority, found.matched, RULES_CLASSIFIER, now, policy)
         # The automatic reply promises the first-response deadline (DOMAIN.md: a promise is kept).
-        case._acknowledged(customer_id, case.sender, channel, case.first_response_due, list(suggested_faq_ids), now)
+        case._acknowledged(customer_id, case.sender, channel, case.first_response_due, list(suggested_faq_ids), now,
+                           case.owner_id)
         case._thank_for_suggestion(now, policy)
         if found.complaint:
             case._complaint_registered(customer_id, RULES_CLASSIFIER, now)
@@ -539,7 +636,7 @@ class Case(Aggregate):
         check_text("body", body)
         # A late answer still breaches its promise: record that before the answer itself.
         self._record_breaches(now)
-        self._responded(self.customer_id, agent.strip(), body, self.first_response_at is None, now)
+        self._responded(self.customer_id, agent.strip(), body, self.first_response_at is None, now, self.owner_id)
 
     def escalate(self, reason: str, now: datetime) -> None:
         """Escalate one level by hand."""
@@ -561,9 +658,9 @@ class Case(Aggregate):
         if self.is_complaint and self.complaint_stage != "assessed":
             raise ComplaintStageError(self.id, self.complaint_stage, "resolve before the complaint is assessed")
         self._record_breaches(now)
-        self._resolved(self.customer_id, resolution.strip(), "resolution" not in self.breaches, now)
+        self._resolved(self.customer_id, resolution.strip(), "resolution" not in self.breaches, now, self.owner_id)
         if self.is_complaint:
-            self._complaint_resolved(self.customer_id, resolution.strip(), now)
+            self._complaint_resolved(self.customer_id, resolution.strip(), now, self.owner_id)
 
     def close(self, now: datetime) -> None:
         """Close a resolved case; a complaint must have been summarised first."""
@@ -598,7 +695,7 @@ class Case(Aggregate):
         check_choice("category", category, COMPLAINT_CATEGORIES)
         check_choice("severity", severity, COMPLAINT_SEVERITIES)
         check_text("assessment", assessment)
-        self._complaint_assessed(self.customer_id, category, severity, assessment.strip(), now)
+        self._complaint_assessed(self.customer_id, category, severity, assessment.strip(), now, self.owner_id)
 
     def summarise_complaint(self, summary: str, root_cause: str, now: datetime) -> None:
         """Summarise a resolved complaint with its root cause, for analysis."""
@@ -608,7 +705,7 @@ class Case(Aggregate):
         self._check_status("summarise the complaint", "resolved")
         check_text("summary", summary)
         check_text("root_cause", root_cause)
-        self._complaint_summarised(self.customer_id, summary.strip(), root_cause.strip(), now)
+        self._complaint_summarised(self.customer_id, summary.strip(), root_cause.strip(), now, self.owner_id)
 
     def complete_survey(self, score: int, comment: str | None, now: datetime) -> None:
         """Record the satisfaction survey of a closed case: score 1-5 and a comment, once."""
@@ -619,7 +716,7 @@ class Case(Aggregate):
             raise InvalidCaseDataError("comment", "must be text")
         if self.survey_score is not None:
             raise SurveyAlreadyCompletedError(self.id)
-        self._survey_completed(self.customer_id, score, comment.strip() if comment else None, now)
+        self._survey_completed(self.customer_id, score, comment.strip() if comment else None, now, self.owner_id)
 
     # checks
 
@@ -662,7 +759,7 @@ class Case(Aggregate):
     def _thank_for_suggestion(self, now: datetime, policy: ServicePolicy) -> None:
         """A valuable suggestion not yet answered gets the prompt thank-you reply (its first response)."""
         if self.priority == "valuable_suggestion" and self.first_response_at is None:
-            self._responded(self.customer_id, AUTO_REPLY_AGENT, policy.thank_you_reply, True, now)
+            self._responded(self.customer_id, AUTO_REPLY_AGENT, policy.thank_you_reply, True, now, self.owner_id)
 
     def _record_breaches(self, now: datetime) -> list[str]:
         if self.status != "open":
@@ -711,6 +808,7 @@ class Case(Aggregate):
         respond_by: datetime | None,
         suggested_faq_ids: list[uuid.UUID],
         at: datetime,
+        owner_id: uuid.UUID | None = None,
     ) -> None:
         self.acknowledged_at = at
         self.suggested_faq_ids = list(suggested_faq_ids)
@@ -723,7 +821,10 @@ class Case(Aggregate):
         self.last_changed_at = at
 
     @event("Responded")
-    def _responded(self, customer_id: uuid.UUID | None, agent: str, body: str, first: bool, at: datetime) -> None:
+    def _responded(
+        self, customer_id: uuid.UUID | None, agent: str, body: str, first: bool, at: datetime,
+        owner_id: uuid.UUID | None = None,
+    ) -> None:
         self.responses.append({"agent": agent, "body": body, "at": at})
         if self.first_response_at is None:
             self.first_response_at = at
@@ -743,7 +844,10 @@ class Case(Aggregate):
         self.last_changed_at = at
 
     @event("Resolved")
-    def _resolved(self, customer_id: uuid.UUID | None, resolution: str, within_sla: bool, at: datetime) -> None:
+    def _resolved(
+        self, customer_id: uuid.UUID | None, resolution: str, within_sla: bool, at: datetime,
+        owner_id: uuid.UUID | None = None,
+    ) -> None:
         self.status = "resolved"
         self.resolution = resolution
         self.resolved_at = at
@@ -785,7 +889,8 @@ class Case(Aggregate):
 
     @event("ComplaintAssessed")
     def _complaint_assessed(
-        self, customer_id: uuid.UUID | None, category: str, severity: str, assessment: str, at: datetime
+        self, customer_id: uuid.UUID | None, category: str, severity: str, assessment: str, at: datetime,
+        owner_id: uuid.UUID | None = None,
     ) -> None:
         self.complaint_stage = "assessed"
         self.complaint_category = category
@@ -794,20 +899,28 @@ class Case(Aggregate):
         self.last_changed_at = at
 
     @event("ComplaintResolved")
-    def _complaint_resolved(self, customer_id: uuid.UUID | None, resolution: str, at: datetime) -> None:
+    def _complaint_resolved(
+        self, customer_id: uuid.UUID | None, resolution: str, at: datetime, owner_id: uuid.UUID | None = None
+    ) -> None:
         self.complaint_stage = "resolved"
         self.complaint_resolution = resolution
         self.last_changed_at = at
 
     @event("ComplaintSummarised")
-    def _complaint_summarised(self, customer_id: uuid.UUID | None, summary: str, root_cause: str, at: datetime) -> None:
+    def _complaint_summarised(
+        self, customer_id: uuid.UUID | None, summary: str, root_cause: str, at: datetime,
+        owner_id: uuid.UUID | None = None,
+    ) -> None:
         self.complaint_stage = "summarised"
         self.complaint_summary = summary
         self.complaint_root_cause = root_cause
         self.last_changed_at = at
 
     @event("SurveyCompleted")
-    def _survey_completed(self, customer_id: uuid.UUID | None, score: int, comment: str | None, at: datetime) -> None:
+    def _survey_completed(
+        self, customer_id: uuid.UUID | None, score: int, comment: str | None, at: datetime,
+        owner_id: uuid.UUID | None = None,
+    ) -> None:
         self.survey_score = score
         self.survey_comment = comment
         self.surveyed_at = at
@@ -851,6 +964,8 @@ class CustomerSatisfaction(Aggregate):
     def __init__(self, customer_id: uuid.UUID) -> None:
         self.customer_id = customer_id
         self.scores: dict[uuid.UUID, int] = {}
+        #: Scores of customers merged into this one, by merge: {merge_id: {"merged_from", "scores"}}.
+        self.absorbed: dict[str, dict[str, Any]] = {}
 
     def record(self, subject_id: uuid.UUID, score: int, now: datetime) -> None:
         """Record the survey score given for `subject_id`, once."""
@@ -864,10 +979,41 @@ class CustomerSatisfaction(Aggregate):
     def _score_recorded(self, subject_id: uuid.UUID, score: int, at: datetime) -> None:
         self.scores[subject_id] = score
 
+    def absorb(self, merged_from: CustomerSatisfaction, merge_id: str) -> bool:
+        """Count the scores of a customer merged into this one (its own and what it had absorbed) under
+        `merge_id`; False when this merge counted them already or there are none."""
+        scores = merged_from.all_scores()
+        if merge_id in self.absorbed or not scores:
+            return False
+        self._scores_absorbed(merged_from.customer_id, merge_id,
+                              [{"subject_id": subject, "score": score} for subject, score in scores.items()])
+        return True
+
+    def give_back(self, merge_id: str) -> bool:
+        """Stop counting the scores absorbed under `merge_id` (the merge was undone); False if none."""
+        if merge_id not in self.absorbed:
+            return False
+        self._scores_given_back(self.absorbed[merge_id]["merged_from"], merge_id)
+        return True
+
+    def all_scores(self) -> dict[uuid.UUID, int]:
+        """Every score this customer's index counts: its own and those of customers merged into it."""
+        found = {subject: score for merged in self.absorbed.values() for subject, score in merged["scores"].items()}
+        return {**found, **self.scores}
+
+    @event("ScoresAbsorbed")
+    def _scores_absorbed(self, merged_from: uuid.UUID, merge_id: str, scores: list[dict[str, Any]]) -> None:
+        self.absorbed[merge_id] = {"merged_from": merged_from,
+                                   "scores": {entry["subject_id"]: entry["score"] for entry in scores}}
+
+    @event("ScoresGivenBack")
+    def _scores_given_back(self, merged_from: uuid.UUID, merge_id: str) -> None:
+        del self.absorbed[merge_id]
+
     @property
     def index(self) -> Decimal | None:
-        """This customer's satisfaction index, 0-100 (see `satisfaction_index`)."""
-        return satisfaction_index(self.scores.values())
+        """This customer's satisfaction index, 0-100 (see `satisfaction_index`), over `all_scores`."""
+        return satisfaction_index(self.all_scores().values())
 
 
 # --- surveys ------------------------------------------------------------------------------------
@@ -883,7 +1029,7 @@ class SurveyStateError(RuleViolationError):
         super().__init__(f"survey {survey_id}: {why}", survey_id=str(survey_id))
 
 
-class Survey(Aggregate):
+class Survey(FollowsItsCustomer):
     """A satisfaction survey asked of a customer after a delivered order or a closed case: one per
     subject (its id is derived from the subject), requested once, answered once."""
 
@@ -902,6 +1048,11 @@ class Survey(Aggregate):
         self.subject = subject
         self.subject_id = subject_id
         self.customer_id = customer_id
+        #: Whose data key seals the answer's comment: the customer asked (kept across merges, as a
+        #: case's `owner_id`), or the survey itself when it has no customer.
+        self.owner_id: uuid.UUID = customer_id or self.id
+        self.merges: list[dict[str, Any]] = []
+        self.forgotten_at: datetime | None = None
         self.requested_at = at
         self.status = "requested"
         self.score: int | None = None
@@ -928,7 +1079,7 @@ class Survey(Aggregate):
         if self.status != "requested":
             raise SurveyStateError(self.id, "it was answered already")
         self._answered(self.customer_id, self.subject, self.subject_id, score,
-                       comment.strip() if comment else None, max(now, self.requested_at))
+                       comment.strip() if comment else None, max(now, self.requested_at), self.owner_id)
 
     @event("Answered")
     def _answered(
@@ -939,6 +1090,7 @@ class Survey(Aggregate):
         score: int,
         comment: str | None,
         at: datetime,
+        owner_id: uuid.UUID | None = None,
     ) -> None:
         self.status = "answered"
         self.score = score

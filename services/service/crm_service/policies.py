@@ -8,9 +8,12 @@ from crm_contracts import order as order_contracts
 from crm_contracts import service as service_contracts
 from crm_contracts.fields import schema_of
 from crm_runtime.policy import Policies
+from crm_runtime.rights import react_to_customer_rights
 from crm_service.application import ServiceDesk
 
 policies = Policies("service")
+#: customer_erased, customer_merged, customer_unmerged -> forget_customer, absorb_customer, restore_customer.
+react_to_customer_rights(policies)
 
 
 @policies.reacts_to("order", "order_delivered")

@@ -1,13 +1,15 @@
 """Service domain events -> published integration events. The only place that translates.
 
-Internal, never published: FaqArticle.Drafted and Revised (drafts are work in progress), and the
-KnowledgeBase and CustomerSatisfaction events (indexes kept for this context's own queries).
+Internal, never published: FaqArticle.Drafted and Revised (drafts are work in progress), the
+KnowledgeBase, CustomerSatisfaction and crm_runtime.rights.CustomerMerge events (indexes kept for this
+context's own queries), and a case's or survey's Forgotten (the customer_erased it follows says it all).
 """
 
 from __future__ import annotations
 
 from crm_contracts import service as contracts
 from crm_contracts.integration import IntegrationEvent, Translator, integration_event
+from crm_runtime.rights import customer_changed
 from crm_service.domain import Case, FaqArticle, Survey
 
 translator = Translator(origin="service")
@@ -322,3 +324,17 @@ def survey_answered(event: Survey.Answered) -> IntegrationEvent:
         },
         customer_id=event.customer_id,
     )
+
+
+@translator.translates(Case.CustomerMerged, Case.CustomerUnmerged)
+def case_customer_changed(event: Case.CustomerMerged | Case.CustomerUnmerged) -> IntegrationEvent:
+    """Case.CustomerMerged (re-pointed to the survivor) and CustomerUnmerged (given back by an unmerge) as
+    `case_customer_changed` v1."""
+    return customer_changed(contracts.CaseCustomerChangedV1, "case_id", event, event.at)
+
+
+@translator.translates(Survey.CustomerMerged, Survey.CustomerUnmerged)
+def survey_customer_changed(event: Survey.CustomerMerged | Survey.CustomerUnmerged) -> IntegrationEvent:
+    """Survey.CustomerMerged (re-pointed to the survivor) and CustomerUnmerged (given back by an unmerge) as
+    `survey_customer_changed` v1."""
+    return customer_changed(contracts.SurveyCustomerChangedV1, "survey_id", event, event.at)

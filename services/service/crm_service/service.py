@@ -12,6 +12,7 @@ from crm_runtime.listing import Listing
 from crm_runtime.nameko.dependencies import EventSourcedApplication, PolicyConsumer, PostgresCursor
 from crm_runtime.nameko.leader import leader_timer, sweep
 from crm_runtime.nameko.listing import ListingProjection
+from crm_runtime.nameko.rights import CustomerRightsService
 from crm_runtime.nameko.rpc import aggregate_id, rpc
 from crm_runtime.nameko.service import EventSourcedService
 from crm_service.application import ServiceDesk
@@ -51,7 +52,7 @@ def suggestions_view(suggestions: list[FaqSuggestion]) -> list[dict[str, Any]]:
     return schema_of(contracts.FaqSuggestionSchema).dump(suggestions, many=True)  # type: ignore[no-any-return]
 
 
-class CustomerCareService(EventSourcedService):
+class CustomerCareService(CustomerRightsService, EventSourcedService):
     """After-sales: cases from every channel (routing, SLA, complaints, surveys), the FAQ, satisfaction.
 
     Every command takes the caller's `command_id`: a redelivered or retried call takes effect once and

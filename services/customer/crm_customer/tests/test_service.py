@@ -120,3 +120,44 @@ def test_export_answers_the_record_and_every_event_decrypted_as_json(service):
     assert exported["events"][0]["data"]["email"] == "li.na@example.com"
     assert exported["events"][1]["data"]["address"]["line1"] == "1 Road"
     json.dumps(exported)  # JSON as it is
+
+
+def test_merge_unmerge_and_the_merge_read_answer_the_contract(service):
+    survivor = service.register({"name": "Li Na", "email": "li.na@example.com"})
+    absorbed = service.register({"name": "Li Na", "email": "lina@example.com"})
+    merge = service.merge(survivor["id"], {"absorb": [absorbed["id"]], "merge_id": "m-7"}, command_id="c-1")
+    assert merge == service.merge(survivor["id"], {"absorb": [absorbed["id"]], "merge_id": "m-7"}, command_id="c-1")
+    assert (merge["merge_id"], merge["survivor_id"], merge["undone"]) == ("m-7", survivor["id"], False)
+    assert merge["absorbed"] == [{"customer_id": absorbed["id"], "unmerged_at": None}]
+    assert service.get_merge("m-7") == merge
+    moved = as_service_error(_raised(lambda: service.get(absorbed["id"])))
+    assert (moved.code, moved.details) == ("moved", {"customer_id": absorbed["id"], "survivor_id": survivor["id"]})
+    undone = service.unmerge("m-7", {}, command_id="c-2")
+    assert undone["undone"] and undone["absorbed"][0]["unmerged_at"]
+    assert service.get(absorbed["id"])["id"] == absorbed["id"]
+    assert as_service_error(_raised(lambda: service.get_merge("m-8"))).code == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"absorb": []}, "absorb"),
+        ({"absorb": ["not-a-uuid"]}, "absorb"),
+        ({"absorb": ["3f2b8c1e-5d4a-4f6b-9c7d-2e1a0b9c8d7e"] * 2}, "absorb"),
+        ({"absorb": ["3f2b8c1e-5d4a-4f6b-9c7d-2e1a0b9c8d7e"], "merge_id": "has space"}, "merge_id"),
+        ({"absorb": ["3f2b8c1e-5d4a-4f6b-9c7d-2e1a0b9c8d7e"], "into": "x"}, "into"),
+    ],
+)
+def test_a_bad_merge_request_names_the_field_and_changes_nothing(service, payload, field):
+    survivor = service.register({"name": "Li Na", "email": "li.na@example.com"})
+    before = service.application.recorder.max_notification_id()
+    with pytest.raises(ValidationError) as raised:
+        service.merge(survivor["id"], payload)
+    assert field in raised.value.messages
+    assert service.application.recorder.max_notification_id() == before
+
+
+def test_merging_a_customer_into_itself_is_invalid_naming_absorb(service):
+    survivor = service.register({"name": "Li Na", "email": "li.na@example.com"})
+    wire = as_service_error(_raised(lambda: service.merge(survivor["id"], {"absorb": [survivor["id"]]})))
+    assert wire.code == "invalid" and "absorb" in wire.details["fields"]

@@ -191,6 +191,9 @@ class FaultyInbox:
     def parked_count(self) -> int:
         raise psycopg2.OperationalError("database restarting")
 
+    def acts_on(self, envelope: dict) -> bool:
+        return True  # as the read side's Inbox: every event's content is used
+
 
 def test_catch_up_survives_any_fault_of_one_origin():
     provider = InboxConsumer("q", [], ["customer", "order", "sales", "loyalty"], "customer360",

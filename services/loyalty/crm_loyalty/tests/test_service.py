@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import inspect
 from datetime import UTC, datetime, timedelta
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from marshmallow import ValidationError
 from nameko.testing.services import worker_factory
 
-from crm_contracts.errors import CrmError, InvalidRequestError, StaleVersionError
+from crm_contracts.errors import CrmError, InvalidRequestError, MovedError, StaleVersionError
 from crm_loyalty import domain
 from crm_loyalty.service import LoyaltyService
 from crm_loyalty.tests.conftest import SmallProgrammeAccounts
@@ -122,3 +122,15 @@ def test_every_domain_error_crosses_rpc_with_a_code_the_gateway_maps():
     errors = [cls for _, cls in inspect.getmembers(domain, inspect.isclass) if issubclass(cls, CrmError)]
     assert errors
     assert {cls.code for cls in errors} <= GATEWAY_CODES
+
+
+def test_a_merged_account_answers_moved_naming_the_survivor_and_erasure_status_is_done(service, customer):
+    survivor = str(uuid4())
+    service.application.absorb_customer(UUID(customer), UUID(survivor), "m-1")
+    with pytest.raises(MovedError) as moved:
+        service.get(customer)
+    assert moved.value.code == "moved" and moved.value.details["survivor_id"] == survivor
+    assert service.get(survivor)["balance"] == 300
+    assert service.erasure_status(customer) == {"state": "done"}
+    with pytest.raises(InvalidRequestError):
+        service.erasure_status("not-a-uuid")

@@ -12,24 +12,10 @@ import pytest
 
 from crm_marketing.application import Marketing
 from crm_marketing.domain import CustomerAttribution, Lead
-from crm_marketing.policies import policies
-from crm_runtime.policy import PolicyInbox
 from tests.support.envelopes import Stream, payload
 
 NOW = datetime(2027, 3, 10, 12, 0, tzinfo=UTC)
 CUSTOMER = uuid.UUID("3f2b8c1e-5d4a-4f6b-9c7d-2e1a0b9c8d7e")
-
-
-@pytest.fixture
-def marketing(event_store_env: dict[str, str]) -> Any:
-    app = Marketing(env={**event_store_env, "GROUP_COMMIT": "false"})
-    yield app
-    app.close()
-
-
-@pytest.fixture
-def inbox(marketing: Marketing) -> PolicyInbox:
-    return PolicyInbox(marketing, policies, fetch=None)
 
 
 @pytest.fixture
@@ -43,11 +29,6 @@ def converted_lead(marketing: Marketing) -> Lead:
     lead = marketing.capture_lead("web_form", "Zhang Min", "zhang.min@example.com", campaign_id=campaign.id, at=NOW)
     marketing.qualify_lead(lead.id)
     return marketing.convert_lead(lead.id, Decimal("12000.00"), "CNY")
-
-
-@pytest.fixture
-def customer() -> Stream:
-    return Stream("customer")
 
 
 @pytest.fixture

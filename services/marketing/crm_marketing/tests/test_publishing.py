@@ -12,6 +12,7 @@ from crm_contracts.catalog import catalog
 from crm_marketing.application import Marketing
 from crm_marketing.domain import Campaign, CustomerAttribution, Lead
 from crm_marketing.publishing import translator
+from crm_marketing.targeting import SegmentMember
 from crm_runtime.feed import EventFeed
 from tests.support.publishing import assert_published_under_contracts, domain_event_classes
 
@@ -30,6 +31,9 @@ PUBLISHED = [
     "lead_scored",
     "lead_disqualified",
     "campaign_closed",
+    "campaign_planned",
+    "campaign_launched",
+    "campaign_member_reached",
 ]
 #: Domain events that stay inside the service (see publishing.py for why).
 INTERNAL = {
@@ -42,6 +46,15 @@ INTERNAL = {
     Lead.CustomerLinked,
     CustomerAttribution.Started,
     CustomerAttribution.LeadLinked,
+    Campaign.SegmentTargeted,
+    Campaign.ReachedCounted,
+    Lead.MovedToSurvivor,
+    Lead.MovedBack,
+    Lead.Forgotten,
+    CustomerAttribution.HandedOver,
+    CustomerAttribution.TakenBack,
+    CustomerAttribution.TookOver,
+    CustomerAttribution.GaveBack,
 }
 
 
@@ -58,7 +71,12 @@ def customer_id():
 
 
 @pytest.fixture
-def envelopes(marketing, customer_id):
+def reached_id():
+    return uuid4()
+
+
+@pytest.fixture
+def envelopes(marketing, customer_id, reached_id):
     """The feed after a campaign ran with one lead converted and one disqualified: every kind of event."""
     campaign = marketing.plan_campaign(
         "Spring retail push", "50 qualified retail leads", {"industries": ["retail"], "company_size_min": 50},
@@ -77,6 +95,9 @@ def envelopes(marketing, customer_id):
     lost = marketing.capture_lead("event", "Li Lei", phone="+86 10 5555 0100", campaign_id=campaign.id, at=NOW)
     marketing.disqualify_lead(lost.id, "student project, no budget")
     marketing.close_campaign(campaign.id, Decimal("800.00"))
+    loyal = marketing.plan_campaign("Thank you", "keep loyal customers", {}, ["email"], date(2027, 5, 1),
+                                    date(2027, 5, 31), Decimal("100.00"), "CNY", segment_id=uuid4())
+    marketing.launch_campaign(loyal.id, members=[SegmentMember(reached_id, {"email": True})], at=NOW)
     return EventFeed(marketing, translator).events_since(0, 1000)
 
 
@@ -89,9 +110,9 @@ def test_every_payload_validates_against_its_contract(envelopes):
     assert_published_under_contracts(envelopes, "marketing")
 
 
-def test_only_a_converted_lead_carries_a_customer(envelopes, customer_id):
+def test_only_a_converted_lead_and_a_reached_member_carry_a_customer(envelopes, customer_id, reached_id):
     with_customer = [(e["type"], e["customer_id"]) for e in envelopes if e["customer_id"] is not None]
-    assert with_customer == [("lead_converted", str(customer_id))]
+    assert with_customer == [("lead_converted", str(customer_id)), ("campaign_member_reached", str(reached_id))]
     (converted,) = (e["payload"] for e in envelopes if e["type"] == "lead_converted")
     assert converted["customer_id"] == str(customer_id)
     assert {k: converted[k] for k in ("name", "email", "company", "estimated_amount", "currency", "grade")} == {

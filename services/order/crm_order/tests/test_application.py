@@ -170,7 +170,7 @@ def test_where_are_my_orders_for_one_customer(orders):
 
 
 def test_a_customers_orders_are_found_across_log_pages(orders, monkeypatch):
-    monkeypatch.setattr("crm_order.application.LOG_PAGE", 2)
+    monkeypatch.setattr("crm_runtime.rights.OWNERS_PAGE", 2)
     customer = uuid4()
     placed = [place(orders, customer if i % 2 else None).id for i in range(7)]
     assert [p["order_id"] for p in orders.orders_of_customer(customer)] == placed[1::2]

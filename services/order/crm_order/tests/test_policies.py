@@ -5,7 +5,6 @@ placed without an address waits for one before it can be confirmed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 from uuid import UUID, uuid4
 
@@ -13,25 +12,11 @@ import pytest
 
 from crm_order.application import Orders
 from crm_order.domain import Order, ShippingAddressMissingError
-from crm_order.policies import policies
 from crm_runtime.policy import PolicyInbox
 from tests.support.envelopes import Stream, payload
 
 ADDRESS = {"recipient": "Li Na", "line1": "88 Jianguo Road", "line2": None, "city": "Beijing", "region": None,
            "postal_code": "100022", "country": "CN", "phone": None}
-
-
-@pytest.fixture
-def orders(event_store_env: dict[str, str]) -> Iterator[Orders]:
-    """The order application on a fresh store (on both backends), closed afterwards."""
-    app = Orders(env={**event_store_env, "GROUP_COMMIT": "false"})
-    yield app
-    app.close()
-
-
-@pytest.fixture
-def inbox(orders: Orders) -> PolicyInbox:
-    return PolicyInbox(orders, policies, fetch=None)
 
 
 def won(customer_id: UUID, opportunity_id: UUID) -> dict:

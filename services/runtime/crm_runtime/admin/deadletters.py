@@ -16,6 +16,21 @@ so an event is applied or parked, never neither):
 |                 |                                         | stays in the feed (consumers pull it); |
 |                 |                                         | an untranslatable one needs a code fix |
 
+Besides the parked copy, the consumer publishes each dead letter to `crm.dead-letter` (queue
+`<consumer queue>.dead-letter`, crm_runtime.consumer) for an operator to see beside the log.
+
+**Erased customers** (GDPR Art. 17): a dead letter may quote a person (its payload, and a reason that
+echoes bad input), and the queue and the parked rows are copies the crypto-shredding does not reach.
+They are purged: `purge_parked` withholds every parked dead letter that names an erased customer (its
+envelope's payload emptied, its reason replaced by WITHHELD_REASON; the row stays, so an operator still
+sees that an event went unapplied and can discard it), and `purge_queue` drops every message of a
+dead-letter queue that names one (the others are put back). "Names" means: the customer's id is written
+anywhere in it (the envelope's `customer_id`, an id in its payload, its body or its reason) and the id is
+in the erasure ledger. Each service runs both for its own dead letters (crm_runtime.nameko.deadletters,
+a leader timer reading the service's `erasure_ledger`); `forget_customers` runs them across the platform
+with the operator's rights (e.g. for customers erased before this existed). Idempotent: what was
+withheld is not matched again, and a dropped message is gone.
+
 A dead letter is named `ORIGIN:POSITION` within its consumer. `retry` is exactly once: for a read
 model the replay and the deletion of the parked row commit together and the row is locked while it
 runs; for a policy the reaction's events and the settling tracking record commit together, and the
@@ -27,16 +42,22 @@ operator decides knowingly.
 from __future__ import annotations
 
 import json
+import logging
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import entry_points
 from typing import Any
 
+import psycopg2.errors
 from psycopg2 import sql
 
 from crm_runtime import config
 from crm_runtime.admin.positions import PARKED_REACTION_TOPIC, SETTLED_PREFIX, Schema, connect, schemas
 from crm_runtime.inbox import ApplyBatch, Inbox
+
+log = logging.getLogger(__name__)
 
 
 class DeadLetterError(Exception):
@@ -287,3 +308,176 @@ def _parked_reaction(schema: str, state: bytes) -> DeadLetter:
         datetime.fromisoformat(at) if isinstance(at, str) else None,
         data.get("envelope"),
     )
+
+
+# --- erased customers: their dead letters purged ---------------------------------------------------
+
+#: The reason a withheld dead letter keeps (the original may quote the person).
+WITHHELD_REASON = "withheld: it named a customer who was erased (GDPR Art. 17)"
+#: A consumer queue's dead-letter queue is named after it with this suffix (crm_runtime.consumer).
+DEAD_LETTER_QUEUE_SUFFIX = ".dead-letter"
+_UUID = re.compile(rb"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+#: Given the ids a dead letter names, which of them are erased customers.
+ErasedAmong = Callable[[set[str]], set[str]]
+
+
+def named_ids(data: Any) -> set[str]:
+    """Every UUID written in `data` (bytes, text, or a JSON-able value), lower case."""
+    if isinstance(data, str):
+        raw = data.encode()
+    elif isinstance(data, bytes | bytearray | memoryview):
+        raw = bytes(data)
+    else:
+        raw = json.dumps(data, default=str).encode()
+    return {match.decode().lower() for match in _UUID.findall(raw)}
+
+
+#: The erased persons of a service: its erasure ledger (crm_runtime.crypto), as one column of ids.
+LEDGER = "SELECT subject_id FROM {schema}.erasure_ledger"
+
+
+def ledger_lookup(cur: Any, schema: str, erased: str = LEDGER) -> ErasedAmong:
+    """Which of some ids are erased persons of `schema`, by `erased` (a query of one uuid column, `{schema}`
+    standing for the schema; by default its erasure ledger); none when its tables do not exist."""
+    relation = sql.SQL(erased).format(schema=sql.Identifier(schema))
+    cur.execute("SAVEPOINT erased_lookup")
+    try:
+        cur.execute(sql.SQL("SELECT 1 FROM ({}) AS erased LIMIT 0").format(relation))
+    except psycopg2.errors.UndefinedTable:
+        cur.execute("ROLLBACK TO SAVEPOINT erased_lookup")
+        return lambda ids: set()
+    query = sql.SQL("SELECT id::text FROM ({}) AS erased (id) WHERE id = ANY(%s::uuid[])").format(relation)
+
+    def erased_among(ids: set[str]) -> set[str]:
+        if not ids:
+            return set()
+        cur.execute(query, (sorted(ids),))
+        return {row[0] for row in cur.fetchall()}
+
+    return erased_among
+
+
+def given_ids(customer_ids: Iterable[str]) -> ErasedAmong:
+    """An ErasedAmong for customers named by an operator (their erasure is known elsewhere)."""
+    erased = {str(c).lower() for c in customer_ids}
+    return lambda ids: ids & erased
+
+
+def purge_parked(cur: Any, schema: Schema, erased_among: ErasedAmong, reactions: bool = True) -> list[str]:
+    """Withhold every dead letter parked in `schema` that names an erased customer: the envelope's
+    payload emptied and the reason replaced, in the caller's transaction. Answers the names withheld.
+    `reactions`: a policy's parked reactions too (a scan of the event store)."""
+    s = sql.Identifier(schema.name)
+    withheld: list[str] = []
+    if "inbox_parked" in schema.tables:
+        cur.execute(sql.SQL("SELECT origin, position, envelope::text, reason FROM {}.inbox_parked "
+                            "WHERE reason <> %s FOR UPDATE").format(s), (WITHHELD_REASON,))
+        for origin, position, envelope, reason in cur.fetchall():
+            if erased_among(named_ids(envelope) | named_ids(reason)):
+                cur.execute(sql.SQL("UPDATE {}.inbox_parked SET envelope = jsonb_set(envelope, '{{payload}}', "
+                                    "'{{}}'::jsonb), reason = %s WHERE origin = %s AND position = %s").format(s),
+                            (WITHHELD_REASON, origin, position))
+                withheld.append(f"{origin}:{position}")
+    if reactions and schema.policy_tracking and schema.events_table:
+        events = sql.Identifier(schema.events_table)
+        cur.execute(sql.SQL("SELECT originator_id, originator_version, state FROM {}.{} WHERE topic = %s "
+                            "FOR UPDATE").format(s, events), (PARKED_REACTION_TOPIC,))
+        for originator_id, version, state in cur.fetchall():
+            try:
+                data = json.loads(bytes(state))
+            except ValueError:
+                continue  # not eventsourcing's plain JSON: nothing this can read, nor rewrite
+            if data.get("reason") == WITHHELD_REASON or not erased_among(named_ids(bytes(state))):
+                continue
+            envelope = data.get("envelope") if isinstance(data.get("envelope"), dict) else {}
+            data["envelope"], data["reason"] = {**envelope, "payload": {}}, WITHHELD_REASON
+            cur.execute(sql.SQL("UPDATE {}.{} SET state = %s WHERE originator_id = %s AND originator_version = %s"
+                                ).format(s, events),
+                        (json.dumps(data, separators=(",", ":")).encode(), originator_id, version))
+            withheld.append(f"{data.get('origin', '?')}:{data.get('position', 0)}")
+    if withheld:
+        log.info("withheld %d dead letters of %s naming an erased customer", len(withheld), schema.name,
+                 extra={"consumer": schema.name, "count": len(withheld)})
+    return withheld
+
+
+def purge_queue(connection: Any, queue: str, erased_among: ErasedAmong) -> tuple[int, int]:
+    """Drop every message of the dead-letter queue `queue` that names an erased customer; put the others
+    back (published again to `crm.dead-letter` with their routing key and headers, confirmed before the
+    original is acked: a crash in between leaves a duplicate, never a loss). Reads as many messages as the
+    queue held when it started, so what it puts back is not read again. Answers (dropped, kept)."""
+    import kombu
+
+    from crm_contracts.envelope import DEAD_LETTER_EXCHANGE
+
+    channel = connection.channel()
+    try:
+        _, waiting, _ = channel.queue_declare(queue=queue, passive=True)  # NotFound: no such queue
+        if not waiting:
+            return 0, 0
+        producer = kombu.Producer(channel, exchange=kombu.Exchange(DEAD_LETTER_EXCHANGE, "topic", durable=True))
+        dropped = kept = 0
+        for _ in range(waiting):
+            message = channel.basic_get(queue=queue, no_ack=False)
+            if message is None:
+                break
+            headers = dict(message.properties.get("application_headers") or {})
+            if erased_among(named_ids(message.body) | named_ids(str(headers.get("x-reason", "")))):
+                dropped += 1
+            else:
+                routing_key = message.delivery_info.get("routing_key") or queue.removesuffix(DEAD_LETTER_QUEUE_SUFFIX)
+                producer.publish(message.body, routing_key=routing_key, headers=headers, delivery_mode=2,
+                                 content_type=message.properties.get("content_type", "application/json"),
+                                 content_encoding=message.properties.get("content_encoding", "utf-8"))
+                kept += 1
+            channel.basic_ack(message.delivery_tag)
+        if dropped:
+            log.info("dropped %d messages of %s naming an erased customer", dropped, queue,
+                     extra={"queue": queue, "count": dropped})
+        return dropped, kept
+    finally:
+        if channel.is_open:
+            channel.close()
+
+
+def forget_customers(customer_ids: list[str], dsn: str | None = None, amqp_uri: str | None = None,
+                     queues: Iterable[str] | None = None) -> dict[str, Any]:
+    """Purge the dead letters naming these (erased) customers across the platform, with the operator's
+    rights: every schema's parked dead letters, and the dead-letter queue of every installed consumer
+    (or `queues`). Idempotent."""
+    import amqp.exceptions
+    import kombu
+
+    erased_among = given_ids(customer_ids)
+    conn = connect(dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            withheld = {schema.name: names for schema in schemas(cur)
+                        if (names := purge_parked(cur, schema, erased_among))}
+    finally:
+        conn.close()
+    dropped: dict[str, int] = {}
+    with kombu.Connection(amqp_uri or config.setting("AMQP_URI", "amqp://guest:guest@localhost:5672//"),
+                          transport_options={"confirm_publish": True}) as connection:
+        for queue in queues if queues is not None else dead_letter_queues():
+            try:
+                count, _ = purge_queue(connection, queue, erased_among)
+            except amqp.exceptions.NotFound:
+                continue  # no such queue (its consumer never started): it keeps nothing
+            if count:
+                dropped[queue] = count
+    return {"withheld": withheld, "dropped": dropped}
+
+
+def dead_letter_queues() -> list[str]:
+    """The dead-letter queue of every consumer of the installed services."""
+    from crm_runtime.nameko.dependencies import InboxConsumer
+
+    found: set[str] = set()
+    for entry in entry_points(group="crm.services"):
+        service = entry.load()
+        for klass in service.__mro__:
+            found.update(value.queue + DEAD_LETTER_QUEUE_SUFFIX for value in vars(klass).values()
+                         if isinstance(value, InboxConsumer))
+    return sorted(found)

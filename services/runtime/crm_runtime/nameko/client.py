@@ -8,9 +8,11 @@
   replica). No broker on the command path: commands are accepted while RabbitMQ is down.
 - over RabbitMQ (nameko RPC) otherwise.
 
-Either way a call ends within its deadline, an expected error comes back as ServiceError, a service
-that cannot be reached is ServiceUnavailableError (the gateway answers 503 with Retry-After) and a
-service that failed is ServiceFailedError (502). A call is only tried on the next replica when it
+Either way the call carries the caller's correlation and causation ids and, when tracing is on, the
+`traceparent` of the caller's current span (crm_runtime.tracing); it ends within its deadline, an
+expected error comes back as ServiceError, a service that cannot be reached is
+ServiceUnavailableError (the gateway answers 503 with Retry-After) and a service that failed is
+ServiceFailedError (502). A call is only tried on the next replica when it
 cannot have reached the first one (the connection was refused); commands carry ids, so a caller's own
 retry of an ambiguous call is safe too.
 """
@@ -37,7 +39,7 @@ from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy
 
 from crm_contracts.errors import ServiceError
-from crm_runtime import config
+from crm_runtime import config, tracing
 from crm_runtime.nameko.rpc import BARE_RESULT_HEADER, RawJson
 
 log = logging.getLogger(__name__)
@@ -170,7 +172,8 @@ class HttpTransport:
              timeout: float) -> Any:
         body = json.dumps({"args": list(args), "kwargs": kwargs}, default=str).encode()
         extra = "".join(f"{name}: {value}\r\n" for name, value in (("X-Correlation-Id", context.get("correlation_id")),
-                                                                   ("X-Causation-Id", context.get("causation_id")))
+                                                                   ("X-Causation-Id", context.get("causation_id")),
+                                                                   ("traceparent", tracing.current_traceparent()))
                         if value and _HEADER_VALUE.fullmatch(value))
         with self._lock:
             start = next(self._next)
@@ -257,12 +260,13 @@ class ServiceCall:
     """The worker-side client of one service: `client.method(*args, **kwargs)`."""
 
     def __init__(self, service: str, timeout: float, context: dict[str, str], http: HttpTransport | None,
-                 rpc_proxy: Any) -> None:
+                 rpc_proxy: Any, worker_ctx: Any = None) -> None:
         self._service = service
         self._timeout = timeout
         self._context = context
         self._http = http
         self._rpc = rpc_proxy
+        self._worker_ctx = worker_ctx
 
     def __getattr__(self, method: str) -> Callable[..., Any]:
         if method.startswith("_"):
@@ -274,6 +278,10 @@ class ServiceCall:
         try:
             if self._http is not None:
                 return self._http.call(method, args, kwargs, self._context, self._timeout)
+            traceparent = tracing.current_traceparent()
+            if traceparent is not None and self._worker_ctx is not None:
+                # nameko sends the worker's context data as headers of the call, beside correlation_id.
+                self._worker_ctx.data[tracing.TRACEPARENT] = traceparent
             return getattr(self._rpc, method)(*args, **kwargs)  # the call never reached the service on a
             # broker error below: RabbitMQ is down or unreachable (kombu, py-amqp, socket)
         except eventlet.Timeout as exc:
@@ -330,4 +338,4 @@ class ServiceClient(DependencyProvider):
         proxy = self.rpc_proxy.get_dependency(worker_ctx) if self.rpc_proxy is not None else None
         context = {key: str(worker_ctx.data[key]) for key in ("correlation_id", "causation_id")
                    if worker_ctx.data.get(key)}
-        return ServiceCall(self.service, timeout, context, self._http, proxy)
+        return ServiceCall(self.service, timeout, context, self._http, proxy, worker_ctx)

@@ -29,8 +29,10 @@ from crm_runtime.nameko.web import HttpEntrypoint
 # Rebuild ServiceError (with code, message, details) on the caller's side instead of RemoteError.
 registry[get_module_path(ServiceError)] = ServiceError
 
-#: HTTP headers that carry the worker context data of an HTTP command (the RPC path uses AMQP headers).
-CONTEXT_HEADERS = {"X-Correlation-Id": "correlation_id", "X-Causation-Id": "causation_id"}
+#: HTTP headers that carry the worker context data of an HTTP command (the RPC path uses AMQP headers):
+#: the caller's ids, and its W3C trace context (crm_runtime.tracing; used only while tracing is on).
+CONTEXT_HEADERS = {"X-Correlation-Id": "correlation_id", "X-Causation-Id": "causation_id",
+                   "traceparent": "traceparent"}
 #: Status of an expected error on the HTTP path; the body says which (`{"error": {code, message, details}}`).
 EXPECTED_ERROR_STATUS = 409
 #: The largest HTTP command body a service reads (the gateway's own limit is smaller).

@@ -13,6 +13,7 @@ from crm_runtime.feed import EventFeed
 from crm_runtime.nameko.dependencies import Health
 from crm_runtime.nameko.metrics import Metrics
 from crm_runtime.nameko.rpc import amqp_rpc, rpc
+from crm_runtime.nameko.tracing import Tracing
 from crm_runtime.nameko.web import http
 
 #: The most events one `events_since` call returns.
@@ -25,10 +26,11 @@ def json_response(status: int, body: Any) -> Response:
 
 class ServiceWithHealth:
     """Liveness and readiness over HTTP (for Kubernetes probes and `make run`) and over RPC; Prometheus
-    metrics at `/metrics` (crm_runtime.metrics)."""
+    metrics at `/metrics` (crm_runtime.metrics); a span per worker when tracing is on (crm_runtime.tracing)."""
 
     health = Health()
     prometheus = Metrics()
+    tracing = Tracing()
 
     @http("GET", "/health/live")
     def live(self, request: Any) -> Response:

@@ -59,3 +59,16 @@ def listed_service(service_class: type, app: Any, test_database: dict[str, str],
         worker = worker_factory(service_class, application=app, db=conn, listing=listing)
         projector = ListingProjector(app, listing, dsn_of(test_database))
         yield worker, projector.project_pending
+
+
+@contextmanager
+def listed_application(app_class: type, service_class: type, test_database: dict[str, str],
+                       schema: str) -> Iterator[tuple[Any, Any, Any]]:
+    """An application of `app_class` whose event store is `schema`, with a worker of `service_class`
+    over it (`listed_service`); yields (app, worker, project) and closes the application afterwards."""
+    app = app_class(env=postgres_env(test_database, schema))
+    try:
+        with listed_service(service_class, app, test_database, schema) as (worker, project):
+            yield app, worker, project
+    finally:
+        app.close()

@@ -6,36 +6,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
 
-import pytest
-
-from crm_runtime.policy import PolicyInbox
-from crm_sales.application import Opportunities
 from crm_sales.domain import Opportunity
-from crm_sales.policies import DEFAULT_OWNER, policies
-from tests.support.envelopes import Stream, payload
+from crm_sales.policies import DEFAULT_OWNER
+from tests.support.envelopes import payload
 
 LEAD = uuid.UUID("7a6b5c4d-3e2f-4a1b-8c9d-0e1f2a3b4c5d")
 CUSTOMER = uuid.UUID("3f2b8c1e-5d4a-4f6b-9c7d-2e1a0b9c8d7e")
-
-
-@pytest.fixture
-def opportunities(event_store_env: dict[str, str]) -> Any:
-    app = Opportunities(env={**event_store_env, "GROUP_COMMIT": "false"})
-    yield app
-    app.close()
-
-
-@pytest.fixture
-def inbox(opportunities: Opportunities) -> PolicyInbox:
-    return PolicyInbox(opportunities, policies, fetch=None)
-
-
-@pytest.fixture
-def customer() -> Stream:
-    """What the customer service publishes, in order."""
-    return Stream("customer")
 
 
 def test_a_linked_lead_opens_its_opportunity_once_even_when_delivered_twice(opportunities, inbox, customer):

@@ -14,18 +14,20 @@ from tests.support.publishing import assert_published_under_contracts
 from tests.support.publishing import domain_event_classes as domain_events
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
-CUSTOMER = uuid4()
+CUSTOMER, SURVIVOR = uuid4(), uuid4()
 
 PUBLISHED = {
     "case_opened", "case_acknowledged", "case_classified", "case_assigned", "case_responded",
     "case_sla_breached", "case_escalated", "case_resolved", "case_closed", "case_reopened",
     "complaint_registered", "complaint_assessed", "complaint_resolved", "complaint_summarised",
     "survey_completed", "faq_published", "faq_retired", "faq_used", "survey_requested", "survey_answered",
+    "case_customer_changed", "survey_customer_changed",
 }
 
 
+#: Noting an erasure is internal too: customer_erased says it all.
 INTERNAL = {FaqArticle.Drafted, FaqArticle.Revised, *domain_events(KnowledgeBase),
-            *domain_events(CustomerSatisfaction)}
+            *domain_events(CustomerSatisfaction), Case.Forgotten, Survey.Forgotten}
 
 
 def later(**delta):
@@ -60,6 +62,8 @@ def drive_every_event(desk):
     desk.retire_faq(article.id, "new tracking portal", now=later(days=4))
     survey = desk.request_survey("order", uuid4(), CUSTOMER, later(days=5))
     desk.answer_survey(survey.id, 5, "arrived early", now=later(days=6))
+    desk.absorb_customer(CUSTOMER, SURVIVOR, "m-1")
+    desk.restore_customer(CUSTOMER, SURVIVOR, "m-1")
     return case
 
 
@@ -68,9 +72,18 @@ def test_every_published_payload_validates_against_its_contract(desk):
     envelopes = EventFeed(desk, translator).events_since(0, 1000)
     assert {e["type"] for e in envelopes} == PUBLISHED
     assert_published_under_contracts(envelopes, "service")
+    changes = [(e["type"], e["payload"]["previous_customer_id"], e["customer_id"], e["payload"]["change"])
+               for e in envelopes if e["type"].endswith("_customer_changed")]
+    customer, survivor = str(CUSTOMER), str(SURVIVOR)
+    assert changes == [("case_customer_changed", customer, survivor, "merged"),
+                       ("survey_customer_changed", customer, survivor, "merged"),
+                       ("case_customer_changed", survivor, customer, "unmerged"),
+                       ("survey_customer_changed", survivor, customer, "unmerged")]
     for envelope in envelopes:
         if envelope["type"].startswith(("case_", "complaint_", "survey_")):
-            assert envelope["customer_id"] == envelope["payload"]["customer_id"] == str(CUSTOMER)
+            assert envelope["customer_id"] == envelope["payload"]["customer_id"]
+            if not envelope["type"].endswith("_customer_changed"):
+                assert envelope["customer_id"] == str(CUSTOMER)
 
 
 def test_every_public_domain_event_has_a_translation_and_internal_ones_none():
