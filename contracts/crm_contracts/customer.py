@@ -386,6 +386,12 @@ class UnmergeRequest(Request):
         metadata={"description": "the absorbed customers to give back (default: all of the merge)"},
     )
 
+    @validates_schema
+    def distinct(self, data: dict, **kwargs: object) -> None:
+        customer_ids = data.get("customer_ids") or []
+        if len(set(customer_ids)) != len(customer_ids):
+            raise ValidationError("names a customer twice", "customer_ids")
+
 
 class MergedCustomerSchema(Schema):
     """One customer a merge absorbed, and whether it was given back."""

@@ -5,14 +5,11 @@ no byte of the person stays. Real: PostgreSQL, the inbox, apply_batch, rebuild()
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import pytest
 
 from crm_customer360 import readmodel
-from crm_customer360.rebuild import rebuild
-from crm_customer360.service import ORIGINS
 from crm_customer360.tests.test_merge_view import (
     ABSORBED,
     SURVIVOR,
@@ -23,9 +20,9 @@ from crm_customer360.tests.test_merge_view import (
     merged,
 )
 from crm_customer360.tests.test_view import Journey, day
-from crm_runtime.inbox import Inbox
-from tests.integration.test_360_journey import apply, live_view, read, round_robin  # noqa: F401 - a fixture
-from tests.support.databases import dsn, query
+from tests.integration.test_360_journey import apply, live_view, read  # noqa: F401 - a fixture
+from tests.integration.test_360_merge import live_then_rebuilt
+from tests.support.databases import query
 
 pytestmark = pytest.mark.integration
 
@@ -42,8 +39,8 @@ def merged_then_erased() -> list[dict[str, Any]]:
     return [*events, absorbed_erased]
 
 
-def chained_then_erased() -> list[dict[str, Any]]:
-    """A into S, then S into T (a merge of merges), then T erased and everyone merged into it."""
+def chained_merges() -> Journey:
+    """A into S, then S into T (a merge of merges), then an order of T's."""
     j = Journey(SURVIVOR)
     before_the_merge(j)
     merged(j)
@@ -53,6 +50,12 @@ def chained_then_erased() -> list[dict[str, Any]]:
           merged_at=day(15))
     j.add("order", "order_placed", day(16), customer_id=THIRD, order_id="0a5e0000-0000-4000-8000-0000000000d1",
           total="10.00", currency="CNY", placed_at=day(16))
+    return j
+
+
+def chained_then_erased() -> list[dict[str, Any]]:
+    """A into S, then S into T (a merge of merges), then T erased and everyone merged into it."""
+    j = chained_merges()
     for customer in (THIRD, SURVIVOR, ABSORBED):
         j.add("customer", "customer_erased", day(30), customer_id=customer, request_id="DSR-9", erased_at=day(30))
     return j.events
@@ -60,15 +63,7 @@ def chained_then_erased() -> list[dict[str, Any]]:
 
 def chained_then_unmerged() -> list[dict[str, Any]]:
     """A into S, S into T, then the later merge undone first, then the first (the order the service insists on)."""
-    j = Journey(SURVIVOR)
-    before_the_merge(j)
-    merged(j)
-    j.add("customer", "customer_registered", day(1), customer_id=THIRD, name="Na Li", email="c@example.com",
-          source_channel="phone")
-    j.add("customer", "customer_merged", day(15), customer_id=SURVIVOR, survivor_id=THIRD, merge_id="merge-2",
-          merged_at=day(15))
-    j.add("order", "order_placed", day(16), customer_id=THIRD, order_id="0a5e0000-0000-4000-8000-0000000000d1",
-          total="10.00", currency="CNY", placed_at=day(16))
+    j = chained_merges()
     j.add("customer", "customer_unmerged", day(17), customer_id=SURVIVOR, survivor_id=THIRD, merge_id="merge-2",
           unmerged_at=day(17))
     j.add("service", "case_responded", day(18), customer_id=ABSORBED, case_id="0a5e0000-0000-4000-8000-0000000000e1")
@@ -84,22 +79,8 @@ ERASED = {"merged_then_erased", "chained_then_erased"}
 
 @pytest.mark.parametrize("story", sorted(STORIES))
 def test_a_rebuild_equals_the_live_view_after_merge_then_erase(live_view, test_database, story):  # noqa: F811
-    events = STORIES[story]()
-    live = Inbox(dsn(test_database, live_view), readmodel.apply_batch, fetch=None)
-    try:
-        for batch in round_robin(events, ["order", "loyalty", "service", "customer", "sales", "marketing"]):
-            assert live.receive(batch).applied == 1
-    finally:
-        live.close()
-    read(test_database, live_view, readmodel.advance_clock, datetime.fromisoformat(day(60)))
-    before = read(test_database, live_view, readmodel.all_rows)
+    before, after = live_then_rebuilt(test_database, live_view, STORIES[story]())
     assert story not in ERASED or [s for s in SECRETS if s in repr(before)] == []
-
-    def feed(origin: str, after: int, limit: int) -> list[dict[str, Any]]:
-        return [e for e in events if e["origin"] == origin and e["position"] > after][:limit]
-
-    assert rebuild(feed, ORIGINS, page=2).events == len(events)
-    after = read(test_database, live_view, readmodel.all_rows)
     assert after == before
 
 

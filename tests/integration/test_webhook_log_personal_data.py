@@ -11,24 +11,22 @@ signatures. Replaced: the origin's feed (a list in memory).
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import psycopg2
 import pytest
 
-from crm_gateway.migration import create_tables
 from crm_gateway.routes.events import Selection, read_page
 from crm_gateway.subscribers.webhooks import Sender, WebhookStore, deliver_due
 from tests.support.databases import dsn
+from tests.support.webhooks import LoopbackServer, QuietHandler, migrated_gateway_dsn
 
 pytestmark = pytest.mark.integration
 
 
-class EchoingReceiver:
+class EchoingReceiver(LoopbackServer):
     """Answers its first request 422, quoting the body it was sent, and every other one 200."""
 
     def __init__(self, refused: bool = False) -> None:
@@ -36,7 +34,7 @@ class EchoingReceiver:
         self.refused = refused  # the first request is answered 422 unless it was refused already
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 raw = self.rfile.read(int(self.headers["Content-Length"]))
                 refuse, receiver.refused = not receiver.refused, True
@@ -48,26 +46,12 @@ class EchoingReceiver:
                 self.end_headers()
                 self.wfile.write(answer)
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture
 def store(test_database: dict[str, str], postgres_schema: str) -> Iterator[WebhookStore]:
-    conn = psycopg2.connect(dsn(test_database, postgres_schema))
-    with conn, conn.cursor() as cur:
-        create_tables(cur)
-    conn.close()
-    found = WebhookStore(dsn(test_database, postgres_schema))
+    found = WebhookStore(migrated_gateway_dsn(test_database, postgres_schema))
     yield found
     found.close()
 

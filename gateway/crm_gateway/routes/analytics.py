@@ -4,6 +4,7 @@ Formulas and thresholds: services/customer360/ANALYTICS.md."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
@@ -28,16 +29,7 @@ class AnalyticsRoutes(Routes):
                    if name not in ("page", "page_size", "format")}
         if query["format"] == "json":
             return json_response(200, self.customer360.customer_analytics(filters, query["page"], query["page_size"]))
-        # The whole segment, page by page, up to the export cap.
-        rows: list[dict[str, Any]] = []
-        page = 1
-        while len(rows) < contracts.MAX_EXPORT_ROWS:
-            found = self.customer360.customer_analytics(filters, page, contracts.MAX_ANALYTICS_PAGE_SIZE)
-            rows += found["items"]
-            if not found["items"] or page * contracts.MAX_ANALYTICS_PAGE_SIZE >= found["total"]:
-                break
-            page += 1
-        return csv_response("customers", EXPORT_COLUMNS, rows[: contracts.MAX_EXPORT_ROWS])
+        return customers_csv("customers", lambda page, size: self.customer360.customer_analytics(filters, page, size))
 
     @http("POST", "/v1/admin/refresh-analytics")
     @endpoint(ADMIN)
@@ -45,6 +37,20 @@ class AnalyticsRoutes(Routes):
         return self.idempotency.run(
             request, {}, lambda _command_id: json_response(200, self.customer360_admin.refresh_analytics())
         )
+
+
+def customers_csv(filename: str, page_of: Callable[[int, int], dict[str, Any]]) -> Response:
+    """Every customer that `page_of(page, page_size)` pages through (a 360 page: `items`, `total`), read
+    page by page up to the export cap, as a CSV of EXPORT_COLUMNS."""
+    rows: list[dict[str, Any]] = []
+    page = 1
+    while len(rows) < contracts.MAX_EXPORT_ROWS:
+        found = page_of(page, contracts.MAX_ANALYTICS_PAGE_SIZE)
+        rows += found["items"]
+        if not found["items"] or page * contracts.MAX_ANALYTICS_PAGE_SIZE >= found["total"]:
+            break
+        page += 1
+    return csv_response(filename, EXPORT_COLUMNS, rows[: contracts.MAX_EXPORT_ROWS])
 
 
 EXPORT_COLUMNS = ["customer_id", "name", "email", "lifecycle_stage", "as_of", "rfm_segment", "loyalty_type",

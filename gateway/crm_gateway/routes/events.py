@@ -60,17 +60,18 @@ _PATTERN = re.compile(PATTERN)
 
 
 def matches(pattern: str, key: str) -> bool:
-    """Whether routing key `key` matches AMQP topic `pattern` (`*` one word, `#` zero or more)."""
-
-    def match(pattern_words: list[str], key_words: list[str]) -> bool:
-        if not pattern_words:
-            return not key_words
-        head, rest = pattern_words[0], pattern_words[1:]
-        if head == "#":
-            return any(match(rest, key_words[i:]) for i in range(len(key_words) + 1))
-        return bool(key_words) and head in ("*", key_words[0]) and match(rest, key_words[1:])
-
-    return match(pattern.split("."), key.split("."))
+    """Whether routing key `key` matches AMQP topic `pattern` (`*` one word, `#` zero or more): the key
+    positions each pattern word can reach, one word at a time (linear work, however many `#` it has)."""
+    key_words = key.split(".")
+    reached = {0}  # how many key words the pattern words so far can have consumed
+    for word in pattern.split("."):
+        if word == "#":
+            reached = set(range(min(reached), len(key_words) + 1)) if reached else set()
+        else:
+            reached = {i + 1 for i in reached if i < len(key_words) and word in ("*", key_words[i])}
+        if not reached:
+            return False
+    return len(key_words) in reached
 
 
 def is_pattern(value: str) -> bool:

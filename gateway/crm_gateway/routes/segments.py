@@ -11,9 +11,8 @@ from werkzeug.wrappers import Request, Response
 from crm_contracts import analytics as contracts
 from crm_gateway.auth import READ, WRITE
 from crm_gateway.operation import CREATE_ERRORS, READ_ERRORS, WRITE_ERRORS, Operation, example_of
-from crm_gateway.routes.analytics import EXPORT_COLUMNS
+from crm_gateway.routes.analytics import customers_csv
 from crm_gateway.routes.common import Routes, resource_response
-from crm_gateway.routes.reports import csv_response
 from crm_gateway.web import endpoint, json_response, load_body, load_query, uuid_path
 from crm_runtime.nameko.web import http
 
@@ -56,15 +55,7 @@ class SegmentRoutes(Routes):
         query = load_query(request, contracts.MembersQuery)
         if query["format"] == "json":
             return json_response(200, self.customer360.segment_members(checked, query["page"], query["page_size"]))
-        rows: list[dict[str, Any]] = []
-        page = 1
-        while len(rows) < contracts.MAX_EXPORT_ROWS:
-            found = self.customer360.segment_members(checked, page, contracts.MAX_ANALYTICS_PAGE_SIZE)
-            rows += found["items"]
-            if not found["items"] or page * contracts.MAX_ANALYTICS_PAGE_SIZE >= found["total"]:
-                break
-            page += 1
-        return csv_response("segment", EXPORT_COLUMNS, rows[: contracts.MAX_EXPORT_ROWS])
+        return customers_csv("segment", lambda page, size: self.customer360.segment_members(checked, page, size))
 
 
 def criteria_of(loaded: dict[str, Any]) -> dict[str, str]:

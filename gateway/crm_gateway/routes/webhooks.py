@@ -31,7 +31,7 @@ class CreateWebhookRequest(Schema):
     url = Text(required=True, validate=[validate.Length(min=1, max=2000), validate.Regexp(r"^https?://\S+$")],
                metadata={"description": "http(s); refused when its host is, or resolves to, an address that is not "
                                         "public (loopback, private, link-local...)"})
-    types = fields.List(Text(validate=validate.Regexp(PATTERN)), required=True,
+    types = fields.List(Text(validate=[validate.Length(max=255), validate.Regexp(PATTERN)]), required=True,
                         validate=validate.Length(min=1, max=50))
     secret = Text(load_default=None, validate=validate.Length(min=16, max=200), metadata={
         "description": "the HMAC key of the signatures; absent, the gateway makes one (answered once)"})
@@ -47,6 +47,8 @@ class CreateWebhookRequest(Schema):
     def patterns(self, value: list[str], **_: Any) -> None:
         if not all(is_pattern(p) for p in value):
             raise ValidationError("must be routing-key patterns like order.* or customer.customer_registered")
+        if len(set(value)) != len(value):
+            raise ValidationError("names a pattern twice")
 
 
 class WebhookSchema(Schema):

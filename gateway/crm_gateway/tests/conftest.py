@@ -20,7 +20,6 @@ from typing import Any
 from unittest.mock import MagicMock
 
 import eventlet
-import psycopg2
 import pytest
 import requests
 from nameko.containers import ServiceContainer
@@ -30,10 +29,10 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
 from crm_gateway.auth import ADMIN, READ, WRITE, issue_token
-from crm_gateway.idempotency import IdempotencyStore, create_tables
+from crm_gateway.idempotency import IdempotencyStore
 from crm_gateway.service import GatewayService
 from crm_runtime.migrate import migrate
-from tests.support.databases import dsn
+from tests.support.webhooks import migrated_gateway_dsn
 
 SECRET = "test-secret-for-the-gateway-unit-tests-" + "0123456789" * 3
 CUSTOMER_ID = "3f2b8c1e-5d4a-4f6b-9c7d-2e1a0b9c8d7e"
@@ -181,11 +180,7 @@ def api(clients: dict[str, MagicMock], unused_store: IdempotencyStore) -> Api:
 @pytest.fixture
 def idempotency_store(test_database: dict[str, str], postgres_schema: str) -> Iterator[IdempotencyStore]:
     """An IdempotencyStore on a fresh PostgreSQL schema, migrated by the gateway's own migration."""
-    conn = psycopg2.connect(dsn(test_database, postgres_schema))
-    with conn, conn.cursor() as cur:
-        create_tables(cur)
-    conn.close()
-    store = IdempotencyStore(dsn(test_database, postgres_schema))
+    store = IdempotencyStore(migrated_gateway_dsn(test_database, postgres_schema))
     yield store
     store.close()
 

@@ -91,6 +91,10 @@ def test_undo_without_a_body_gives_everyone_back_or_only_the_customers_named(api
     assert customer.unmerge.call_args.args[:2] == ("m-7", {"customer_ids": [ABSORBED]})
     bad = api.post("/v1/merges/m-7/undo", {"customer_ids": ["nope"]})
     assert bad.status_code == 422 and "customer_ids.0" in body(bad)["error"]["fields"]
+    calls = customer.unmerge.call_count
+    twice = api.post("/v1/merges/m-7/undo", {"customer_ids": [ABSORBED, ABSORBED.upper()]})
+    assert twice.status_code == 422 and "customer_ids" in body(twice)["error"]["fields"]
+    assert customer.unmerge.call_count == calls  # refused at the gateway: nothing reached the service
     customer.unmerge.side_effect = ServiceError(
         "conflict", "the survivor was merged since: unmerge the later merge first", {"merge_id": "m-7"})
     later = api.post("/v1/merges/m-7/undo")

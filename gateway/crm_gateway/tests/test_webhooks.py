@@ -12,19 +12,15 @@ delivers what the real order service published.
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 from typing import Any
 
-import psycopg2
 import pytest
 from nameko.testing.services import worker_factory
 
 from crm_gateway.auth import ADMIN, READ, WRITE, issue_token
-from crm_gateway.migration import create_tables
 from crm_gateway.routes.events import Selection, read_page
 from crm_gateway.service import GatewayService
 from crm_gateway.subscribers import webhooks
@@ -33,13 +29,13 @@ from crm_gateway.tests.conftest import SECRET, Api, body, running_gateway
 from crm_gateway.tests.test_events import Feeds
 from crm_order.service import OrderService
 from crm_runtime.nameko.client import ServiceUnavailableError
-from tests.support.databases import dsn
 from tests.support.polling import eventually
+from tests.support.webhooks import LoopbackServer, QuietHandler, migrated_gateway_dsn
 
 HOOK_SECRET = "whsec_test_secret_of_the_receiver"
 
 
-class Receiver:
+class Receiver(LoopbackServer):
     """A webhook receiver on loopback that verifies every signature and answers as told."""
 
     def __init__(self) -> None:
@@ -48,7 +44,7 @@ class Receiver:
         self.answers: list[int] = []  # statuses to answer next, then 200
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 raw = self.rfile.read(int(self.headers["Content-Length"]))
                 status = receiver.answers.pop(0) if receiver.answers else 200
@@ -61,17 +57,7 @@ class Receiver:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture
@@ -84,11 +70,7 @@ def receiver(monkeypatch) -> Iterator[Receiver]:
 
 @pytest.fixture
 def store(test_database, postgres_schema) -> Iterator[WebhookStore]:
-    conn = psycopg2.connect(dsn(test_database, postgres_schema))
-    with conn, conn.cursor() as cur:
-        create_tables(cur)
-    conn.close()
-    found = WebhookStore(dsn(test_database, postgres_schema))
+    found = WebhookStore(migrated_gateway_dsn(test_database, postgres_schema))
     yield found
     found.close()
 

@@ -134,31 +134,29 @@ def _all_facts(cur: Any, config: analytics.AnalyticsConfig) -> Iterator[analytic
 
 def all_views(cur: Any, page: int = _PAGE) -> Iterator[views.View]:
     """Every customer's finished view, in id order, read a page at a time (for a pass over the whole base)."""
-    after = None
-    while True:
-        cur.execute("SELECT customer_id::text, doc FROM customer_view "
-                    "WHERE %(after)s::uuid IS NULL OR customer_id > %(after)s::uuid "
-                    "ORDER BY customer_id LIMIT %(page)s", {"after": after, "page": page})
-        found = cur.fetchall()
-        if not found:
-            return
-        for cid, doc in found:
-            if doc:  # a placeholder ({}) is a row another transaction is filling
-                yield {**views.empty_view(cid), **doc}
-        after = found[-1][0]
+    for cid, doc in _docs_by_id(cur, "customer_view", page):
+        if doc:  # a placeholder ({}) is a row another transaction is filling
+            yield {**views.empty_view(cid), **doc}
 
 
 def all_figures(cur: Any, page: int = _PAGE) -> Iterator[dict[str, Any]]:
     """Every customer's stored figures, in id order, a page at a time."""
+    return (doc for _, doc in _docs_by_id(cur, "customer_analytics", page))
+
+
+def _docs_by_id(cur: Any, table: str, page: int) -> Iterator[tuple[str, Any]]:
+    """(customer_id, doc) of every row of `table`, in id order, read `page` rows at a time (keyset paging:
+    each read starts after the last id the one before it saw)."""
     after = None
     while True:
-        cur.execute("SELECT customer_id::text, doc FROM customer_analytics "
-                    "WHERE %(after)s::uuid IS NULL OR customer_id > %(after)s::uuid "
-                    "ORDER BY customer_id LIMIT %(page)s", {"after": after, "page": page})
+        cur.execute(sql.SQL("SELECT customer_id::text, doc FROM {} "
+                            "WHERE %(after)s::uuid IS NULL OR customer_id > %(after)s::uuid "
+                            "ORDER BY customer_id LIMIT %(page)s").format(sql.Identifier(table)),
+                    {"after": after, "page": page})
         found = cur.fetchall()
         if not found:
             return
-        yield from (doc for _, doc in found)
+        yield from found
         after = found[-1][0]
 
 

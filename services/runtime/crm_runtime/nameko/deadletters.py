@@ -53,6 +53,10 @@ DEAD_LETTER_PURGE_INTERVAL = float(config.setting("DEAD_LETTER_PURGE_INTERVAL", 
 #: Seconds between two scans of the parked reactions when nobody was erased meanwhile (for a reaction
 #: parked after the erasure of the customer it names).
 DEAD_LETTER_RESCAN_INTERVAL = float(config.setting("DEAD_LETTER_RESCAN_INTERVAL", "3600"))
+#: Seconds the purge waits for any one answer of the broker (a read, a write, a publisher confirm)
+#: before it gives up this run: a broker that stops answering must not hold the leader timer, or an
+#: `erasure_status` RPC worker, for ever.
+DEAD_LETTER_BROKER_TIMEOUT = float(config.setting("DEAD_LETTER_BROKER_TIMEOUT", "10"))
 
 
 @dataclass
@@ -137,6 +141,9 @@ class DeadLetterPurge(DependencyProvider):
         import amqp.exceptions
 
         with kombu.Connection(self.amqp_uri, transport_options={"confirm_publish": True}, connect_timeout=5) as broker:
+            # py-amqp leaves its socket blocking once connected (and retries a read that SO_RCVTIMEO
+            # interrupts): a timeout on the socket itself bounds every wait, green or not.
+            broker.connection.transport.sock.settimeout(DEAD_LETTER_BROKER_TIMEOUT)
             for queue in self.queues:
                 channel = broker.channel()
                 try:

@@ -270,3 +270,32 @@ def test_spans_are_per_green_thread(spans: InMemorySpanExporter) -> None:
     other.join()
     tracing.detach(token)
     assert seen == [None]
+
+
+MALFORMED_TRACEPARENTS: list[Any] = ["garbage", "00-" + "0" * 32 + "-" + "0" * 16 + "-01", "ff-zz-yy-xx", b"\xff\x00",
+                                     42, {"nested": "table"}, ["a", "list"], "00-" + "a" * 200]
+
+
+@pytest.mark.parametrize("on", [False, True], ids=["off", "on"])
+def test_a_malformed_traceparent_in_a_header_or_an_envelope_neither_stops_nor_skips_an_event(
+        on: bool, request: pytest.FixtureRequest) -> None:
+    if on:
+        request.getfixturevalue("spans")
+    applied: list[str] = []
+
+    class Applying(RecordingInbox):
+        def receive(self, envelopes: list[dict[str, Any]], park: bool = False) -> Outcome:
+            applied.extend(e["event_id"] for e in envelopes)
+            return super().receive(envelopes, park)
+
+    consumer = EnvelopeConsumer(Applying(set()), "amqp://unused", "shop-watch", [],  # type: ignore[arg-type]
+                                retry_delays=())
+    dead: list[Any] = []
+    consumer._dead_letter = lambda *args: dead.append(args)  # type: ignore[method-assign]
+    envelopes = [an_envelope(n + 1, traceparent=bad if isinstance(bad, str) else None)
+                 for n, bad in enumerate(MALFORMED_TRACEPARENTS)]
+    messages = [Message(envelope, {"traceparent": bad}) for envelope, bad in zip(envelopes, MALFORMED_TRACEPARENTS,
+                                                                                  strict=True)]
+    consumer._process(messages, channel=None)
+
+    assert applied == [e["event_id"] for e in envelopes] and dead == [] and messages[-1].acked
